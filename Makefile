@@ -1,0 +1,22 @@
+# `make demo` and `make test` build/refresh the environment in .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.env-stamp
+ENV_INPUTS := tools/setup_env.sh pyproject.toml $(wildcard requirements/*.txt)
+
+.PHONY: env demo test clean-env
+
+env: $(STAMP)
+
+$(STAMP): $(ENV_INPUTS)
+	VENV=$(VENV) bash tools/setup_env.sh
+	touch $@
+
+demo: $(STAMP)
+	$(PY) tools/demo_backbone.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean-env:
+	rm -rf $(VENV)

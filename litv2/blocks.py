@@ -1,0 +1,71 @@
+"""The two kinds of LITv2 blocks: ConvFFN only (early stages) and HiLo + ConvFFN."""
+from typing import Optional
+
+import torch
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks.drop import DropPath
+from torch import nn
+
+from .hilo import HiLo
+
+
+class TokenDepthwiseConv(nn.Module):
+    """3x3 depthwise convolution applied to a ``(B, H, W, C)`` token map.
+
+    Wrapped in its own module only so that the parameter names
+    (``mlp.dwconv.dwconv.*``) match the reference checkpoints.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.dwconv = nn.Conv2d(channels, channels, 3, padding=1,
+                                groups=channels, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, H, W, C) -> channels-last NCHW view and back: no copies.
+        return self.dwconv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class ConvFFN(nn.Module):
+    """fc1 -> depthwise 3x3 conv -> GELU -> fc2 (no activation after fc1)."""
+
+    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.dwconv = TokenDepthwiseConv(hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.drop(self.act(self.dwconv(self.fc1(x))))
+        return self.drop(self.fc2(x))
+
+
+class LITv2Block(nn.Module):
+    """One LITv2 block on ``(B, H, W, C)`` tokens.
+
+    ``window_size == 0`` builds the attention-free block of the early stages
+    (``x + FFN(LN(x))``); otherwise ``x + HiLo(LN(x))`` comes first.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window_size: int,
+                 alpha: float, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None, drop: float = 0.0,
+                 attn_drop: float = 0.0, drop_path: float = 0.0,
+                 norm_cfg: dict = dict(type='LN')):
+        super().__init__()
+        self.has_attention = window_size > 0
+        if self.has_attention:
+            self.norm1 = build_norm_layer(norm_cfg, dim)[1]
+            self.attn = HiLo(dim, num_heads, window_size=window_size,
+                             alpha=alpha, qkv_bias=qkv_bias, qk_scale=qk_scale,
+                             attn_drop=attn_drop, proj_drop=drop)
+        self.norm2 = build_norm_layer(norm_cfg, dim)[1]
+        self.mlp = ConvFFN(dim, int(dim * mlp_ratio), drop=drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.has_attention:
+            x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))

@@ -1,0 +1,9 @@
+"""mmdet plugin: ``custom_imports = dict(imports=['mmdet_litv2'])`` registers
+the ``LITv2`` backbone in ``mmdet.registry.MODELS``."""
+from mmdet.registry import MODELS
+
+from litv2 import LITv2
+
+MODELS.register_module(name='LITv2', module=LITv2)
+
+__all__ = ['LITv2']

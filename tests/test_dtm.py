@@ -1,0 +1,70 @@
+"""Deformable token merging against a direct computation."""
+import torch
+import torch.nn.functional as F
+
+from benchmarks.reference_litv2 import deform_conv2d_direct
+from litv2 import DeformableTokenMerging, DeformConv2dWithBias
+from tests.utils import rel_err
+
+
+def random_dconv(c_in=8, c_out=16, offset_std=0.3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    conv = DeformConv2dWithBias(c_in, c_out)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))
+        conv.bias.copy_(torch.randn(conv.bias.shape, generator=gen))
+        conv.conv_offset.weight.copy_(
+            offset_std * torch.randn(conv.conv_offset.weight.shape,
+                                     generator=gen))
+        conv.conv_offset.bias.copy_(
+            torch.randn(conv.conv_offset.bias.shape, generator=gen))
+    return conv
+
+
+def test_fresh_layer_is_strided_convolution():
+    conv = DeformConv2dWithBias(8, 16)
+    assert conv.bias is not None and conv.conv_offset.weight.abs().sum() == 0
+    x = torch.randn(2, 8, 9, 12)
+    expected = F.conv2d(x, conv.weight, conv.bias, stride=2)
+    assert rel_err(conv(x), expected) < 1e-6
+
+
+def test_deformable_sampling_equals_direct_computation():
+    for size in [(8, 8), (9, 7), (17, 30)]:
+        conv = random_dconv(seed=size[0])
+        x = torch.randn(2, 8, *size)
+        offset = conv.conv_offset(x)
+        assert offset.abs().max() > 0.5  # offsets really move the samples
+        expected = deform_conv2d_direct(x, offset, conv.weight, conv.bias)
+        actual = conv(x)
+        assert actual.shape[-2:] == (size[0] // 2, size[1] // 2)
+        assert rel_err(actual, expected) < 1e-5
+
+
+def test_token_merging_is_conv_norm_gelu_on_tokens():
+    dtm = DeformableTokenMerging(8, 16).eval()
+    dtm.dconv = random_dconv()
+    with torch.no_grad():
+        dtm.norm_layer.running_mean.uniform_(-1, 1)
+        dtm.norm_layer.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 11, 6, 8)  # (B, H, W, C); odd H loses its last row
+    nchw = x.permute(0, 3, 1, 2)
+    merged = deform_conv2d_direct(nchw, dtm.dconv.conv_offset(nchw),
+                                  dtm.dconv.weight, dtm.dconv.bias)
+    expected = F.gelu(dtm.norm_layer(merged)).permute(0, 2, 3, 1)
+    actual = dtm(x)
+    assert actual.shape == (2, 5, 3, 16)
+    assert rel_err(actual, expected) < 1e-5
+
+
+def test_map_smaller_than_kernel_is_padded():
+    dtm = DeformableTokenMerging(4, 8).eval()
+    assert dtm(torch.randn(1, 1, 5, 4)).shape == (1, 1, 2, 8)
+
+
+def test_gradients_reach_offsets_and_bias():
+    conv = random_dconv()
+    conv(torch.randn(2, 8, 10, 10)).square().mean().backward()
+    for name in ('weight', 'bias', 'conv_offset.weight', 'conv_offset.bias'):
+        grad = conv.get_parameter(name).grad
+        assert grad is not None and grad.abs().sum() > 0, name

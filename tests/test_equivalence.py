@@ -1,0 +1,44 @@
+"""The backbone equals the reference algorithm, weight for weight."""
+import pytest
+import torch
+
+from tests.utils import paired_models, rel_err
+
+
+@pytest.mark.parametrize('arch,window,size', [
+    ('s', 2, (333, 517)),
+    ('s', 4, (333, 517)),
+    ('m', 2, (131, 197)),
+    ('m', 4, (131, 197)),
+    ('b', 2, (98, 165)),
+    ('b', 4, (98, 165)),
+])
+def test_features_equal_reference(arch, window, size):
+    reference, model = paired_models(arch, window, seed='smb'.index(arch))
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(x)
+        actual = model(x)
+    assert len(actual) == len(expected) == 4
+    for a, e in zip(actual, expected):
+        assert a.shape == e.shape
+        assert rel_err(a, e) < 1e-4
+
+
+def test_alpha_extremes_equal_reference():
+    for alpha in (0.0, 1.0, 0.5):
+        reference, model = paired_models('s', 2, alpha=alpha)
+        x = torch.randn(1, 3, 75, 93)
+        with torch.no_grad():
+            for a, e in zip(model(x), reference(x)):
+                assert rel_err(a, e) < 1e-4
+
+
+def test_out_indices_subset_equal_reference():
+    reference, model = paired_models('s', 4, out_indices=(1, 3))
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        actual, expected = model(x), reference(x)
+    assert [t.shape[1] for t in actual] == [192, 768]
+    for a, e in zip(actual, expected):
+        assert rel_err(a, e) < 1e-4

@@ -1,0 +1,104 @@
+"""HiLo attention: head split, special cases, padding, FLOPs."""
+import pytest
+import torch
+
+from benchmarks.reference_litv2 import HiLoAttention as ReferenceHiLo
+from benchmarks.reference_litv2 import hilo_flops as reference_hilo_flops
+from benchmarks.reference_litv2 import randomize_
+from litv2 import HiLo, hilo_flops
+from tests.utils import rel_err
+
+
+def paired_hilo(dim, heads, window, alpha, seed=0):
+    reference = randomize_(
+        ReferenceHiLo(dim, heads, qkv_bias=True, window_size=window,
+                      alpha=alpha), seed)
+    hilo = HiLo(dim, heads, window_size=window, alpha=alpha).eval()
+    hilo.load_state_dict(reference.state_dict(), strict=True)
+    return reference, hilo
+
+
+def plain_multihead_attention(x, hilo):
+    """Global MSA written out by hand, using HiLo's Lo-Fi weights."""
+    b, h, w, c = x.shape
+    heads, hd = hilo.num_heads, c // hilo.num_heads
+    tokens = x.reshape(b, h * w, c)
+    q = (tokens @ hilo.l_q.weight.T + hilo.l_q.bias).view(b, -1, heads, hd)
+    kv = tokens @ hilo.l_kv.weight.T + hilo.l_kv.bias
+    k, v = kv[..., :c].view(b, -1, heads, hd), kv[..., c:].view(b, -1, heads, hd)
+    attn = torch.einsum('bqhd,bkhd->bhqk', q, k) * hd**-0.5
+    out = torch.einsum('bhqk,bkhd->bqhd', attn.softmax(-1), v).reshape(b, -1, c)
+    out = out @ hilo.l_proj.weight.T + hilo.l_proj.bias
+    return out.view(b, h, w, c)
+
+
+@pytest.mark.parametrize('heads,alpha,lofi,hifi', [
+    (12, 0.9, 10, 2), (12, 0.5, 6, 6), (3, 0.9, 2, 1), (4, 0.0, 0, 4),
+    (4, 1.0, 4, 0), (24, 0.9, 21, 3)])
+def test_head_split(heads, alpha, lofi, hifi):
+    hilo = HiLo(heads * 8, heads, window_size=2, alpha=alpha)
+    assert (hilo.lofi_heads, hilo.hifi_heads) == (lofi, hifi)
+    names = {n.split('.')[0] for n, _ in hilo.named_parameters()}
+    assert ('l_q' in names) == (lofi > 0) and ('h_qkv' in names) == (hifi > 0)
+
+
+def test_window_one_is_plain_multihead_attention():
+    hilo = HiLo(64, 4, window_size=1, alpha=0.3).eval()
+    assert (hilo.lofi_heads, hilo.hifi_heads) == (4, 0)
+    for p in hilo.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(2, 5, 7, 64)
+    with torch.no_grad():
+        assert rel_err(hilo(x), plain_multihead_attention(x, hilo)) < 1e-5
+
+
+@pytest.mark.parametrize('window', [2, 3, 4])
+@pytest.mark.parametrize('alpha', [0.0, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize('size', [(8, 8), (7, 9), (5, 13), (1, 3)])
+def test_equals_reference_algorithm(window, alpha, size):
+    reference, hilo = paired_hilo(48, 6, window, alpha)
+    x = torch.randn(2, *size, 48)
+    with torch.no_grad():
+        expected = reference(x.flatten(1, 2), *size).view_as(x)
+        assert rel_err(hilo(x), expected) < 1e-5
+
+
+def test_padding_is_zeros_before_both_branches():
+    """A map that is not a multiple of the window is zero-padded before both
+    branches (so padded cells count in Lo-Fi's averages) and cropped after."""
+    _, hilo = paired_hilo(32, 4, 4, 1.0)
+    x = torch.randn(1, 6, 6, 32)
+    with torch.no_grad():
+        padded = torch.nn.functional.pad(x, (0, 0, 0, 2, 0, 2))
+        assert torch.allclose(hilo(x), hilo(padded)[:, :6, :6], atol=1e-6)
+
+
+def test_gradients_flow_to_every_projection():
+    hilo = HiLo(32, 4, window_size=2, alpha=0.5)
+    hilo(torch.randn(2, 5, 6, 32)).square().mean().backward()
+    for name, p in hilo.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_flops_reference_figure():
+    assert hilo_flops(384, 12, 2, 0.5, 14, 14) == 83_467_776
+    assert HiLo(384, 12, 2, 0.5).flops(14, 14) == 83_467_776
+
+
+@pytest.mark.parametrize('dim,heads,window,alpha,h,w', [
+    (384, 12, 2, 0.9, 50, 80), (768, 24, 1, 0.9, 25, 40),
+    (384, 12, 4, 0.9, 21, 33), (128, 4, 2, 0.0, 7, 7), (128, 4, 2, 1.0, 7, 7)])
+def test_flops_match_reference_formula(dim, heads, window, alpha, h, w):
+    assert hilo_flops(dim, heads, window, alpha, h, w) == \
+        reference_hilo_flops(dim, heads, window, alpha, h, w)
+
+
+@pytest.mark.parametrize('kwargs,word', [
+    (dict(dim=10, num_heads=3), 'num_heads'),
+    (dict(dim=12, num_heads=3, alpha=1.5), 'alpha'),
+    (dict(dim=12, num_heads=3, alpha=-0.1), 'alpha'),
+    (dict(dim=12, num_heads=3, window_size=0), 'window_size'),
+])
+def test_invalid_arguments(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        HiLo(**kwargs)

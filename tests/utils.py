@@ -1,0 +1,31 @@
+"""Shared helpers for the tests."""
+import torch
+
+from benchmarks.reference_litv2 import build_reference_backbone, randomize_
+from litv2 import LITV2_ARCHS, LITv2, local_windows
+
+
+def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Max abs difference relative to the max magnitude of ``expected``."""
+    return ((actual - expected).abs().max() /
+            expected.abs().max().clamp_min(1e-12)).item()
+
+
+def tiny_kwargs(**overrides):
+    """A small LITv2 for tests where the architecture is not what is tested."""
+    kwargs = dict(embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8),
+                  local_ws=(0, 0, 2, 1), alpha=0.5, drop_path_rate=0.0)
+    kwargs.update(overrides)
+    return kwargs
+
+
+def paired_models(arch: str = 's', window: int = 2, seed: int = 0,
+                  **overrides):
+    """The reference-algorithm oracle with random weights, and the project's
+    LITv2 holding the very same weights (loaded strictly), both in eval."""
+    cfg = dict(LITV2_ARCHS[arch], alpha=0.9, local_ws=local_windows(window))
+    cfg.update(overrides)
+    reference = randomize_(build_reference_backbone(**cfg), seed=seed).eval()
+    model = LITv2(**cfg, drop_path_rate=0.0).eval()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    return reference, model
