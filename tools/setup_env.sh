@@ -23,7 +23,7 @@ wheel=$(ls "$wheel_dir"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || tr
 if [ -z "$wheel" ]; then
     echo "[setup] building mmcv $MMCV_VERSION with its ops against $key (about 10 min on 2 cores)"
     # mmcv's setup.py imports pkg_resources (gone from setuptools >= 70).
-    pip install -q -r requirements/build.txt 2>&1 | grep -v "requires setuptools" || true
+    pip install -q -r requirements/build.txt 2>&1 | grep -v -e "requires setuptools" -e "dependency resolver" || true
     src=$(mktemp -d)
     pip download -q --no-deps --no-binary :all: -d "$src" "mmcv==$MMCV_VERSION"
     tar -xzf "$src"/mmcv-"$MMCV_VERSION".tar.gz -C "$src"
@@ -35,8 +35,6 @@ if [ -z "$wheel" ]; then
         -w "$wheel_dir" "$src/mmcv-$MMCV_VERSION"
     rm -rf "$src"
     wheel=$(ls "$wheel_dir"/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)
-    # Give torch back the setuptools it declares.
-    pip install -q "setuptools>=77.0.3"
 fi
 
 echo "[setup] mmcv from $wheel"
@@ -46,7 +44,7 @@ if ! "$PY" -c "import mmcv, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 
     echo "$wheel" > "$VENV/.mmcv-wheel"
 fi
 
-echo "[setup] OpenMMLab, timm and test packages"
+echo "[setup] OpenMMLab, timm and test packages"  # (also restores setuptools >= 77)
 pip install -q "$wheel" -r requirements/runtime.txt -r requirements/tests.txt
 pip install -q --no-deps --no-build-isolation -e .
 

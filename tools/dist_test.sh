@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Test with several processes (one per GPU; without a GPU, CPU processes
+# talking over gloo):
+#   tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [test.py args]
+# Several machines: set NNODES, NODE_RANK, MASTER_ADDR and PORT on each.
+# TORCHRUN picks the launcher (default: torchrun on PATH).
+set -euo pipefail
+if [ $# -lt 3 ]; then
+    echo "usage: $0 CONFIG CHECKPOINT NUM_PROCESSES [test.py arguments]" >&2
+    exit 2
+fi
+CONFIG=$1
+CHECKPOINT=$2
+GPUS=$3
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+TORCHRUN=${TORCHRUN:-torchrun}
+
+exec "$TORCHRUN" \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --master_port="$PORT" \
+    --nproc_per_node="$GPUS" \
+    "$(dirname "$0")/test.py" \
+    "$CONFIG" \
+    "$CHECKPOINT" \
+    --launcher pytorch "${@:4}"

@@ -1,0 +1,129 @@
+#!/usr/bin/env python
+"""Test (and evaluate) a LITv2 model: a detector (mmdet 3; COCO box / mask AP)
+or a segmentor (mmseg 1; mIoU); the task is read from the config. Same
+interface as mmdet's / mmseg's ``tools/test.py``.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
+        [--show] [--show-dir DIR] [--wait-time S] [--cfg-options ...]
+        [--launcher {none,pytorch,slurm,mpi}]
+
+Several processes: ``tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES``.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from litv2_runtime.launch import (adapt_to_device, detect_task,  # noqa: E402
+                                  init_distributed_without_gpu, setup_task,
+                                  task_runners)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a LITv2 detector or segmentor')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out',
+        type=str,
+        help='detection: dump the predictions to this .pkl file; '
+        'segmentation: save the predicted maps into this directory')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images will be saved (detection: '
+        'under work_dir/timestamp/; segmentation: as given, every '
+        'default_hooks.visualization.interval-th image, as mmseg does)')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, as key=value pairs merged into '
+        'it; a list is given as key="[a,b]" or key=a,b (quotes needed, no '
+        'white space)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization_hook(cfg, args, task):
+    """Turn on the config's visualization hook for --show / --show-dir."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise KeyError(f'--show/--show-dir: {args.config} has no '
+                       'default_hooks.visualization')
+    hook['draw'] = True
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        if task == 'mmdet':
+            hook['test_out_dir'] = args.show_dir
+        else:
+            cfg.visualizer['save_dir'] = args.show_dir
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} not found')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    task = detect_task(cfg, args.config)
+    setup_task(task)
+
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+
+    if args.show or args.show_dir:
+        trigger_visualization_hook(cfg, args, task)
+    if args.out is not None:
+        if task == 'mmdet':
+            if not args.out.endswith(('.pkl', '.pickle')):
+                raise ValueError(f'--out {args.out!r}: the detection results '
+                                 'are dumped to a .pkl / .pickle file')
+        else:
+            cfg.test_evaluator['output_dir'] = args.out
+            cfg.test_evaluator['keep_results'] = True
+
+    adapt_to_device(cfg, args.launcher)
+    init_distributed_without_gpu(cfg, args.launcher)
+    if 'runner_type' in cfg:
+        runner = task_runners(task).build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    if args.out is not None and task == 'mmdet':
+        from mmdet.evaluation import DumpDetResults
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+    metrics = runner.test()
+    return metrics
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Train a LITv2 model: a detector (mmdet 3) or a segmentor (mmseg 1); the
+task is read from the config. Same interface as mmdet's ``tools/train.py``.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
+        [--resume [CHECKPOINT]] [--cfg-options KEY=VALUE ...]
+        [--launcher {none,pytorch,slurm,mpi}]
+
+Several processes: ``tools/dist_train.sh CONFIG NUM_PROCESSES [args]``.
+Without a GPU the run is adapted (fp32 instead of AMP; gloo; BN for SyncBN).
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from litv2_runtime.launch import (adapt_to_device, detect_task,  # noqa: E402
+                                  init_distributed_without_gpu, setup_task,
+                                  task_runners)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Train a LITv2 detector (mmdet) or segmentor (mmseg)')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by the actual total batch size over '
+        'auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from this checkpoint, or without a path from the latest '
+        'checkpoint in the work directory')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, as key=value pairs merged into '
+        'it, e.g. model.backbone.init_cfg.checkpoint=litv2_s.pth; a list is '
+        'given as key="[a,b]" or key=a,b (quotes needed, no white space)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2) or
+    # --local_rank; torchrun sets LOCAL_RANK instead.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    task = detect_task(cfg, args.config)
+    setup_task(task)
+
+    # work_dir: command line > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
+            print_log(f'--amp: {args.config} already trains with AMP',
+                      logger='current', level=logging.WARNING)
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+
+    if args.auto_scale_lr:
+        scale = cfg.get('auto_scale_lr')
+        if not scale or 'enable' not in scale \
+                or 'base_batch_size' not in scale:
+            raise KeyError(
+                f'--auto-scale-lr: {args.config} has no auto_scale_lr = '
+                'dict(enable=..., base_batch_size=...)')
+        cfg.auto_scale_lr.enable = True
+
+    # an explicit checkpoint wins over the latest one of the work_dir
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    adapt_to_device(cfg, args.launcher)
+    init_distributed_without_gpu(cfg, args.launcher)
+    if 'runner_type' in cfg:
+        runner = task_runners(task).build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner
+
+
+if __name__ == '__main__':
+    main()
