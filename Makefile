@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.env-stamp
 ENV_INPUTS := tools/setup_env.sh pyproject.toml $(wildcard requirements/*.txt)
 
-.PHONY: env demo test clean-env
+.PHONY: env demo test bench-hilo clean-env
 
 env: $(STAMP)
 
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Backbone speed: project vs the straightforward reference algorithm (CPU, fp32).
+bench-hilo: $(STAMP)
+	$(PY) benchmarks/bench_hilo.py --profile --markdown benchmarks/results_hilo.md
 
 clean-env:
 	rm -rf $(VENV)

@@ -1,0 +1,184 @@
+"""Speed of the project's LITv2 backbone against the straightforward
+reference algorithm (benchmarks/reference_litv2.py), on identical weights.
+
+    python benchmarks/bench_hilo.py [--archs s m b] [--windows 2] [--repeat 3]
+        [--infer-shape 800 1280] [--train-shape 512 512] [--threads N]
+        [--profile] [--markdown FILE]
+
+Inference: batch 1, fp32, eval mode, no grad. Training step: batch 2,
+forward + backward of the sum of squared outputs, train mode. The two models
+run alternately (baseline, project, baseline, ...) in one process so that
+machine-load drift hits both; the median of the repeats is reported, with
+the maximum relative difference of outputs (and of gradients for training).
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.utils.flop_counter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.reference_litv2 import (DeformConv2x2,  # noqa: E402
+                                        build_reference_backbone, randomize_)
+from litv2 import LITV2_ARCHS, LITv2, local_windows  # noqa: E402
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def build_pair(arch, window, seed=0):
+    cfg = dict(LITV2_ARCHS[arch], alpha=0.9, local_ws=local_windows(window))
+    baseline = randomize_(build_reference_backbone(**cfg), seed)
+    for m in baseline.modules():
+        if isinstance(m, DeformConv2x2):
+            m.direct = False  # compiled op, as the reference uses
+    project = LITv2(**cfg, drop_path_rate=0.0)
+    project.load_state_dict(baseline.state_dict(), strict=True)
+    return baseline, project
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def bench_inference(baseline, project, shape, repeat):
+    x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
+    models = dict(baseline=baseline.eval(), project=project.eval())
+    times = {k: [] for k in models}
+    outs = {}
+    with torch.no_grad():
+        for k, m in models.items():  # warm-up
+            outs[k] = m(x)
+        for _ in range(repeat):
+            for k, m in models.items():
+                t, _ = timed(lambda: m(x))
+                times[k].append(t)
+    err = max(rel_err(a, b) for a, b in zip(outs['project'], outs['baseline']))
+    return {k: statistics.median(v) for k, v in times.items()}, err
+
+
+def bench_training(baseline, project, shape, repeat):
+    x = torch.randn(2, 3, *shape, generator=torch.Generator().manual_seed(0))
+    models = dict(baseline=baseline.train(), project=project.train())
+
+    def step(m):
+        m.zero_grad(set_to_none=True)
+        outs = m(x)
+        sum(o.square().mean() for o in outs).backward()
+        return outs
+
+    times = {k: [] for k in models}
+    for k, m in models.items():  # warm-up
+        step(m)
+    state = {k: {n: b.clone() for n, b in m.named_buffers()}
+             for k, m in models.items()}
+    for _ in range(repeat):
+        for k, m in models.items():
+            t, _ = timed(lambda: step(m))
+            times[k].append(t)
+    # Gradients of one more step from identical BN statistics.
+    for k, m in models.items():
+        m.load_state_dict(state[k], strict=False)
+        step(m)
+    # Relative to the largest gradient of the model: the biases just before
+    # a train-mode BatchNorm have an exactly-zero gradient, i.e. pure noise.
+    base = dict(models['baseline'].named_parameters())
+    scale = max(p.grad.abs().max() for p in base.values())
+    err = max((p.grad - base[n].grad).abs().max() / scale
+              for n, p in models['project'].named_parameters()).item()
+    return {k: statistics.median(v) for k, v in times.items()}, err
+
+
+def matmul_peak(n=2048, repeat=5):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(timed(lambda: a @ b)[0] for _ in range(repeat))
+    return 2 * n**3 / best / 1e9
+
+
+def profile_summary(model, shape, top=12):
+    """Top ops by self CPU time, and the achieved FLOP rate of the model."""
+    x = torch.randn(1, 3, *shape)
+    model.eval()
+    with torch.no_grad():
+        with torch.utils.flop_counter.FlopCounterMode(display=False) as fc:
+            model(x)
+        elapsed, _ = timed(lambda: model(x))
+        with torch.profiler.profile() as prof:
+            model(x)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = ['| op | self CPU ms | share |', '|---|---|---|']
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+        rows.append(f'| {e.key} | {e.self_cpu_time_total / 1e3:.0f} | '
+                    f'{100 * e.self_cpu_time_total / total:.1f}% |')
+    return '\n'.join(rows), fc.get_total_flops(), elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--archs', nargs='+', default=['s', 'm', 'b'])
+    parser.add_argument('--windows', nargs='+', type=int, default=[2])
+    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--infer-shape', nargs=2, type=int, default=[800, 1280])
+    parser.add_argument('--train-shape', nargs=2, type=int, default=[512, 512])
+    parser.add_argument('--no-train', action='store_true')
+    parser.add_argument('--threads', type=int)
+    parser.add_argument('--profile', action='store_true',
+                        help='per-op profile of the project model (first arch)')
+    parser.add_argument('--markdown', help='also write the report here')
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    lines = [f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
+             f'fp32 matmul peak (2048^3): {matmul_peak():.0f} GFLOP/s', '',
+             '| model | mode | input | baseline s | project s | speed-up | '
+             'max rel. diff |', '|---|---|---|---|---|---|---|']
+    print(lines[0], flush=True)
+    for arch in args.archs:
+        for window in args.windows:
+            baseline, project = build_pair(arch, window)
+            name = f'LITv2-{arch.upper()} w{window}'
+            t, err = bench_inference(baseline, project, args.infer_shape,
+                                     args.repeat)
+            row = (f'| {name} | inference | 1x3x{args.infer_shape[0]}x'
+                   f'{args.infer_shape[1]} | {t["baseline"]:.2f} | '
+                   f'{t["project"]:.2f} | {t["baseline"] / t["project"]:.2f}x '
+                   f'| {err:.1e} |')
+            lines.append(row)
+            print(row, flush=True)
+            if not args.no_train:
+                t, err = bench_training(baseline, project, args.train_shape,
+                                        args.repeat)
+                row = (f'| {name} | train step | 2x3x{args.train_shape[0]}x'
+                       f'{args.train_shape[1]} | {t["baseline"]:.2f} | '
+                       f'{t["project"]:.2f} | '
+                       f'{t["baseline"] / t["project"]:.2f}x | {err:.1e} |')
+                lines.append(row)
+                print(row, flush=True)
+    if args.profile:
+        _, project = build_pair(args.archs[0], args.windows[0])
+        table, flops, elapsed = profile_summary(project, args.infer_shape)
+        peak = matmul_peak()
+        lines += ['', f'Profile of the project model, LITv2-'
+                  f'{args.archs[0].upper()} w{args.windows[0]}, inference '
+                  f'{args.infer_shape[0]}x{args.infer_shape[1]}: '
+                  f'{flops / 1e9:.1f} GFLOP (matmul/conv/attention, 2 per '
+                  f'multiply-add) in {elapsed:.2f} s = '
+                  f'{flops / elapsed / 1e9:.0f} GFLOP/s, '
+                  f'{100 * flops / elapsed / 1e9 / peak:.0f}% of the '
+                  f'{peak:.0f} GFLOP/s matmul peak measured now.', '', table]
+        print('\n'.join(lines[-3:]))
+    if args.markdown:
+        Path(args.markdown).write_text('\n'.join(lines) + '\n')
+
+
+if __name__ == '__main__':
+    main()
