@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.env-stamp
 ENV_INPUTS := tools/setup_env.sh pyproject.toml $(wildcard requirements/*.txt)
 
-.PHONY: env demo test bench-hilo clean-env
+.PHONY: env demo demo-backbone test bench-hilo clean-env
 
 env: $(STAMP)
 
@@ -12,7 +12,13 @@ $(STAMP): $(ENV_INPUTS)
 	VENV=$(VENV) bash tools/setup_env.sh
 	touch $@
 
+# Main job: make the toy data, train the quickstart RetinaNet-LITv2 on CPU,
+# test its checkpoint with tools/test.py, print the metrics.
 demo: $(STAMP)
+	$(PY) tools/quickstart.py
+
+# LITv2-S on demo/demo.png: feature map shapes.
+demo-backbone: $(STAMP)
 	$(PY) tools/demo_backbone.py
 
 test: $(STAMP)
