@@ -6,8 +6,12 @@ Three layouts exist, all with the backbone's own key names:
   backbone keys plus the classifier's ``norm.*`` and ``head.*``;
 * mmdet 2.x / mmseg 0.x / mmengine checkpoints: ``{'state_dict': {...}}`` with
   every backbone key prefixed by ``backbone.``;
-* a bare state dict (possibly saved from a DataParallel model: ``module.``).
+* a bare state dict (possibly saved from a DataParallel model: ``module.``);
+* the timm classifiers' (``litv2.timm_models``): a bare state dict, or what
+  timm's ``train.py`` writes, ``{'state_dict': {...}, 'args': Namespace}``.
 """
+import argparse
+import contextlib
 import re
 from typing import Dict, Optional, Tuple
 
@@ -18,11 +22,25 @@ from mmengine.runner.checkpoint import CheckpointLoader
 _CLASSIFIER_ONLY = re.compile(r'^(head|norm)\.')
 
 
+def _allow_timm_train_args():
+    """timm's ``train.py`` saves its command line (an ``argparse.Namespace``
+    of plain values) as ``'args'`` beside ``'state_dict'``; allow that one
+    class while reading, as timm's own loader does, so those ImageNet
+    checkpoints load with ``weights_only=True``. (Not process-wide: torch's
+    ``safe_globals`` context of timm's loader removes the class on exit.)"""
+    serialization = torch.serialization
+    if (not hasattr(serialization, 'safe_globals')
+            or argparse.Namespace in serialization.get_safe_globals()):
+        return contextlib.nullcontext()
+    return serialization.safe_globals([argparse.Namespace])
+
+
 def read_checkpoint(filename: str) -> dict:
     """Load a checkpoint file or URL on CPU, naming the file on failure."""
     try:
-        checkpoint = CheckpointLoader.load_checkpoint(filename,
-                                                      map_location='cpu')
+        with _allow_timm_train_args():
+            checkpoint = CheckpointLoader.load_checkpoint(filename,
+                                                          map_location='cpu')
     except FileNotFoundError:
         raise
     except Exception as err:  # torch raises many types; name the file.

@@ -1,0 +1,116 @@
+"""The paper's ImageNet classifiers in timm's model registry.
+
+Importing this module (``mmdet_litv2`` and ``mmseg_litv2`` do) registers
+``litv2_s``, ``litv2_m``, ``litv2_b`` (224 x 224) and ``litv2_b_384``, so::
+
+    timm.create_model('litv2_s', pretrained=True)             # released weights
+    timm.create_model('litv2_s', pretrained=True, num_classes=10,
+                      pretrained_cfg_overlay=dict(file='litv2_s.pth'))
+
+and timm's ``train.py`` / ``validate.py`` (``--model litv2_s``) work once the
+module is imported. ``pretrained=True`` downloads the reference's release
+(github.com/ziplab/LITv2, releases v1.0); ``pretrained_cfg_overlay=dict(file=
+...)`` reads a local copy instead.
+"""
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, generate_default_cfgs
+from timm.models import register_model
+
+from .archs import LITV2_ARCHS, local_windows
+from .classifier import LITv2Classifier
+
+_RELEASE = 'https://github.com/ziplab/LITv2/releases/download/v1.0/'
+
+# Per model: architecture, stochastic depth of the reference's ImageNet
+# configs, and the released weights. The paper's classifiers use HiLo with
+# window 2 and alpha 0.9.
+_MODELS = {
+    'litv2_s': dict(arch='s', drop_path_rate=0.2, file='litv2_s.pth'),
+    'litv2_m': dict(arch='m', drop_path_rate=0.3, file='litv2_m.pth'),
+    'litv2_b': dict(arch='b', drop_path_rate=0.5, file='litv2_b.pth'),
+    'litv2_b_384': dict(arch='b', drop_path_rate=0.5,
+                        file='litv2_b_384.pth'),
+}
+
+
+def _cfg(file: str, input_size: int = 224, **overrides) -> dict:
+    # Evaluation transform of the reference: bicubic resize of the short side
+    # to 256/224 of the crop, centre crop (224); B-384 squashes the whole
+    # image to 384 x 384 without cropping.
+    cfg = dict(url=_RELEASE + file,
+               num_classes=1000,
+               input_size=(3, input_size, input_size),
+               pool_size=(input_size // 32, input_size // 32),
+               crop_pct=0.875,
+               interpolation='bicubic',
+               mean=IMAGENET_DEFAULT_MEAN,
+               std=IMAGENET_DEFAULT_STD,
+               first_conv='patch_embed.proj',
+               classifier='head',
+               license='apache-2.0',
+               paper_ids='arXiv:2205.13213',
+               paper_name='Fast Vision Transformers with HiLo Attention',
+               origin_url='https://github.com/ziplab/LITv2')
+    cfg.update(overrides)
+    return cfg
+
+
+default_cfgs = generate_default_cfgs({
+    'litv2_s.in1k': _cfg(_MODELS['litv2_s']['file']),
+    'litv2_m.in1k': _cfg(_MODELS['litv2_m']['file']),
+    'litv2_b.in1k': _cfg(_MODELS['litv2_b']['file']),
+    'litv2_b_384.in1k': _cfg(_MODELS['litv2_b_384']['file'], 384,
+                             crop_pct=1.0, crop_mode='squash'),
+})
+
+
+def checkpoint_filter_fn(state_dict: dict, model=None) -> dict:
+    """The state dict inside a reference checkpoint.
+
+    The released files are ``{'model': {...}}`` (with other training state
+    beside it); timm's file loader unwraps ``'model'`` itself, the URL loader
+    does not. ``module.`` prefixes of DataParallel saves are removed. Keys are
+    otherwise the classifier's own, so nothing is renamed and the strict load
+    that follows reports any key that does not fit.
+    """
+    for container in ('model', 'state_dict'):
+        if isinstance(state_dict.get(container), dict):
+            state_dict = state_dict[container]
+            break
+    return {(k[len('module.'):] if k.startswith('module.') else k): v
+            for k, v in state_dict.items()}
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs):
+    spec = _MODELS[variant]
+    model_args = dict(LITV2_ARCHS[spec['arch']], alpha=0.9,
+                      local_ws=local_windows(2),
+                      drop_path_rate=spec['drop_path_rate'])
+    model_args.update(kwargs)
+    return build_model_with_cfg(LITv2Classifier, variant, pretrained,
+                                pretrained_filter_fn=checkpoint_filter_fn,
+                                **model_args)
+
+
+@register_model
+def litv2_s(pretrained: bool = False, **kwargs) -> LITv2Classifier:
+    """LITv2-S, 224 x 224 (28 M parameters)."""
+    return _create('litv2_s', pretrained, **kwargs)
+
+
+@register_model
+def litv2_m(pretrained: bool = False, **kwargs) -> LITv2Classifier:
+    """LITv2-M, 224 x 224 (49 M parameters)."""
+    return _create('litv2_m', pretrained, **kwargs)
+
+
+@register_model
+def litv2_b(pretrained: bool = False, **kwargs) -> LITv2Classifier:
+    """LITv2-B, 224 x 224 (87 M parameters)."""
+    return _create('litv2_b', pretrained, **kwargs)
+
+
+@register_model
+def litv2_b_384(pretrained: bool = False, **kwargs) -> LITv2Classifier:
+    """LITv2-B fine-tuned at 384 x 384 (87 M parameters)."""
+    return _create('litv2_b_384', pretrained, **kwargs)
