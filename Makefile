@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.env-stamp
 ENV_INPUTS := tools/setup_env.sh pyproject.toml $(wildcard requirements/*.txt)
 
-.PHONY: env demo demo-backbone test bench-hilo clean-env
+.PHONY: env demo demo-backbone test bench-hilo bench-cls clean-env
 
 env: $(STAMP)
 
@@ -27,6 +27,13 @@ test: $(STAMP)
 # Backbone speed: project vs the straightforward reference algorithm (CPU, fp32).
 bench-hilo: $(STAMP)
 	$(PY) benchmarks/bench_hilo.py --profile --markdown benchmarks/results_hilo.md
+
+# ImageNet classifiers: throughput and train/test memory, the paper's method
+# (batch 64, 30 timed runs; CUDA if present). On a CPU, pass smaller figures:
+# make bench-cls BENCH_CLS_ARGS="--models litv2_s --batch-size 8 --runs 3 --warmup 1"
+BENCH_CLS_ARGS ?=
+bench-cls: $(STAMP)
+	$(PY) tools/classification_benchmark.py $(BENCH_CLS_ARGS)
 
 clean-env:
 	rm -rf $(VENV)
