@@ -68,3 +68,32 @@ def test_gradients_reach_offsets_and_bias():
     for name in ('weight', 'bias', 'conv_offset.weight', 'conv_offset.bias'):
         grad = conv.get_parameter(name).grad
         assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_sampling_formulation_matches_compiled_op_with_gradients():
+    """Values and gradients equal torchvision's compiled deformable conv."""
+    from torchvision.ops import deform_conv2d
+    conv = random_dconv(seed=3).double()
+    for size in [(2, 2), (9, 7), (16, 21)]:
+        x = torch.randn(2, 8, *size, dtype=torch.float64, requires_grad=True)
+        # large offsets: samples land between pixels and outside the map
+        offset = (2.0 * torch.randn(2, 8, size[0] // 2, size[1] // 2,
+                                    dtype=torch.float64)).requires_grad_()
+        conv.conv_offset.forward = lambda _x, o=offset: o
+        params = (x, offset, conv.weight, conv.bias)
+        expected = deform_conv2d(x, offset, conv.weight, conv.bias, stride=2)
+        grads_expected = torch.autograd.grad(expected.square().sum(), params)
+        actual = conv(x)
+        grads_actual = torch.autograd.grad(actual.square().sum(), params)
+        assert rel_err(actual, expected) < 1e-10
+        for name, g, e in zip(('x', 'offset', 'weight', 'bias'),
+                              grads_actual, grads_expected):
+            assert rel_err(g, e) < 1e-10, (size, name)
+
+
+def test_overlapping_kernel_and_tiny_map_are_refused():
+    import pytest
+    with pytest.raises(ValueError, match='stride == kernel_size'):
+        DeformConv2dWithBias(4, 8, kernel_size=3, stride=2)
+    with pytest.raises(ValueError, match='at least 2x2'):
+        DeformConv2dWithBias(4, 8)(torch.randn(1, 4, 1, 6))
