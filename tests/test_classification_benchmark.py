@@ -26,7 +26,7 @@ def test_throughput_table(tmp_path):
     assert float(results['litv2_s']['throughput']) > 0
     table = out.read_text()
     assert 'CPU, 1 threads: batch 1, 1 timed runs after 0 warm-up' in table
-    assert '| litv2_s | 224 | 27.84 |' in table
+    assert '| litv2_s | 224 | 27.84 | 3.74 |' in table  # paper: 28 M, 3.7 G
     assert '| - | - |' in table  # skipped measures are not invented
 
 
@@ -40,7 +40,7 @@ def test_cpu_train_memory_holds_weights_and_gradients():
 
 def test_bad_arguments():
     for argv in (['--batch-size', '0'], ['--runs', '0'], ['--warmup', '-1'],
-                 ['--models', 'litv2_x'], ['--skip', 'flops']):
+                 ['--models', 'litv2_x'], ['--skip', 'speed']):
         with pytest.raises(SystemExit):
             bench.parse_args(argv)
     if not torch.cuda.is_available():

@@ -2,7 +2,7 @@
 
     python tools/classification_benchmark.py [--models litv2_s litv2_m ...]
         [--batch-size 64] [--runs 30] [--warmup 50] [--device cpu|cuda]
-        [--threads N] [--amp] [--skip throughput test-mem train-mem]
+        [--threads N] [--amp] [--skip flops throughput test-mem train-mem]
         [--markdown FILE]
 
 The paper (RTX 3090, batch 64): throughput = images per second of the
@@ -11,6 +11,8 @@ peak of ``torch.cuda.max_memory_allocated()`` in testing (forward, no grad)
 and in training. Here, for each model at its input size (224, or 384 for
 ``litv2_b_384``):
 
+* FLOPs (one image, ``litv2.flops``): the paper's classification
+  convention, which counts DTM's deformable conv (``FlopCount.complete``);
 * throughput: ``--warmup`` forwards, then ``--runs`` timed forwards of one
   random batch (``torch.cuda.synchronize`` around the timing on CUDA);
   images/s = runs * batch / elapsed;
@@ -38,7 +40,7 @@ from mmengine.utils import ProgressBar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 MODELS = ('litv2_s', 'litv2_m', 'litv2_b', 'litv2_b_384')
-MEASURES = ('throughput', 'test-mem', 'train-mem')
+MEASURES = ('flops', 'throughput', 'test-mem', 'train-mem')
 
 
 def build(name: str, device: str):
@@ -74,6 +76,14 @@ def throughput(name, device, batch_size, runs, warmup, amp):
         synchronize(device)
         elapsed = time.perf_counter() - start
     return runs * batch_size / elapsed
+
+
+def gflops(name):
+    from litv2.flops import count_flops
+    model, size = build(name, 'cpu')
+    with torch.no_grad():
+        count = count_flops(model.eval(), (torch.zeros(1, *size), ))
+    return count.complete / 1e9
 
 
 def _step(model, x, device, train, amp):
@@ -182,14 +192,17 @@ def main(argv=None):
               + ('torch.cuda.max_memory_allocated' if args.device == 'cuda'
                  else 'peak RSS growth of a fresh process'))
     lines = [header, '',
-             '| model | input | params (M) | throughput (img/s) | '
-             'test mem (GB) | train mem (GB) |', '|---|---|---|---|---|---|']
+             '| model | input | params (M) | FLOPs (G) | throughput (img/s) | '
+             'test mem (GB) | train mem (GB) |',
+             '|---|---|---|---|---|---|---|']
     tasks = [(n, m) for n in args.models for m in MEASURES
              if m not in args.skip]
     bar = ProgressBar(len(tasks))
     results = {n: {} for n in args.models}
     for name, measure in tasks:
-        if measure == 'throughput':
+        if measure == 'flops':
+            value = f'{gflops(name):.2f}'
+        elif measure == 'throughput':
             value = f'{throughput(name, args.device, args.batch_size, args.runs, args.warmup, args.amp):.1f}'  # noqa: E501
         else:
             peak = peak_memory(name, args.device, measure == 'train-mem',
@@ -204,6 +217,7 @@ def main(argv=None):
         del model
         row = results[name]
         lines.append(f'| {name} | {size[1]} | {params:.2f} | '
+                     f'{row.get("flops", "-")} | '
                      f'{row.get("throughput", "-")} | '
                      f'{row.get("test-mem", "-")} | '
                      f'{row.get("train-mem", "-")} |')
