@@ -4,6 +4,7 @@ detection backbone."""
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import timm
@@ -244,3 +245,19 @@ def test_timm_checkpoint_initialises_detection_backbone(tmp_path):
     seg.init_weights()
     assert torch.equal(seg.layers[3].blocks[0].attn.l_q.weight,
                        classifier.layers[3].blocks[0].attn.l_q.weight)
+
+
+def test_timm_scripts_see_the_models(tmp_path):
+    """tools/timm_run.py runs a script (as timm's train.py / validate.py are
+    run) with the models registered and the script's own arguments."""
+    script = tmp_path / 'fake_validate.py'
+    result = tmp_path / 'classes.txt'
+    script.write_text(
+        'import sys, timm\n'
+        'model = timm.create_model(sys.argv[1], num_classes=int(sys.argv[2]),'
+        ' embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8))\n'
+        f'open({str(result)!r}, "w").write(str(model.num_classes))\n')
+    tool = Path(__file__).resolve().parent.parent / 'tools' / 'timm_run.py'
+    subprocess.run([sys.executable, str(tool), str(script), 'litv2_m', '7'],
+                   check=True)
+    assert result.read_text() == '7'
