@@ -123,6 +123,10 @@ def test_pretrained_cfgs():
         assert cfg['num_classes'] == 1000
         assert cfg['first_conv'] == 'patch_embed.proj'
         assert cfg['classifier'] == 'head'
+        # pretrained=True downloads from the release; a file overrides it
+        source = timm.models._builder._resolve_pretrained_source
+        assert source(cfg) == (
+            'url', cfg['url'])
         model = timm.create_model(name, **TINY)  # arch overridable, dpr kept
         blocks = [b for stage in model.layers for b in stage.blocks]
         assert blocks[-1].drop_path.drop_prob == pytest.approx(
