@@ -65,20 +65,35 @@ default_cfgs = generate_default_cfgs({
 
 
 def checkpoint_filter_fn(state_dict: dict, model=None) -> dict:
-    """The state dict inside a reference checkpoint.
+    """The state dict inside a reference checkpoint, checked against
+    ``model``.
 
     The released files are ``{'model': {...}}`` (with other training state
     beside it); timm's file loader unwraps ``'model'`` itself, the URL loader
     does not. ``module.`` prefixes of DataParallel saves are removed. Keys are
-    otherwise the classifier's own, so nothing is renamed and the strict load
-    that follows reports any key that does not fit.
+    otherwise the classifier's own, so nothing is renamed. timm loads
+    non-strictly when it replaces the head (another ``num_classes``), so
+    every key other than the head's is checked here: a missing or unexpected
+    one raises, naming them.
     """
     for container in ('model', 'state_dict'):
         if isinstance(state_dict.get(container), dict):
             state_dict = state_dict[container]
             break
-    return {(k[len('module.'):] if k.startswith('module.') else k): v
-            for k, v in state_dict.items()}
+    state_dict = {(k[len('module.'):] if k.startswith('module.') else k): v
+                  for k, v in state_dict.items()}
+    if model is not None:
+        own = set(model.state_dict())
+        missing = sorted(k for k in own - set(state_dict)
+                         if not k.startswith('head.'))
+        unexpected = sorted(k for k in set(state_dict) - own
+                            if not k.startswith('head.'))
+        if missing or unexpected:
+            raise KeyError(f'checkpoint does not fit {type(model).__name__} '
+                           f'(embed_dim={model.embed_dim}, depths='
+                           f'{model.depths}): missing keys {missing}, '
+                           f'unexpected keys {unexpected}')
+    return state_dict
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs):

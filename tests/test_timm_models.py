@@ -183,6 +183,17 @@ def test_checkpoint_filter_fn_unwraps():
     assert checkpoint_filter_fn({'module.head.bias': weights['head.bias']}
                                 ).keys() == weights.keys()
     assert checkpoint_filter_fn(weights) == weights
+    # with the model: keys other than the head's must all be there
+    model = timm.create_model('litv2_s', num_classes=3, **TINY)
+    state = {k: v for k, v in model.state_dict().items()
+             if not k.startswith('head.')}
+    assert checkpoint_filter_fn(dict(model=state), model).keys() == \
+        state.keys()
+    state.pop('norm.bias')
+    state['norm3.weight'] = state['norm.weight']
+    with pytest.raises(KeyError, match=r"missing keys \['norm.bias'\], "
+                       r"unexpected keys \['norm3.weight'\]"):
+        checkpoint_filter_fn(state, model)
 
 
 def test_timm_interface():
