@@ -234,6 +234,7 @@ def test_timm_checkpoint_initialises_detection_backbone(tmp_path):
     initialises the mmdet backbone: every backbone weight comes from it;
     only the detection output norms start fresh."""
     from mmdet.registry import MODELS
+    from mmengine.registry import DefaultScope
     classifier = timm.create_model('litv2_s', **TINY)
     randomize_(classifier)
     optimizer = torch.optim.AdamW(classifier.parameters())
@@ -242,9 +243,11 @@ def test_timm_checkpoint_initialises_detection_backbone(tmp_path):
                     optimizer=optimizer.state_dict(), version=2,
                     args=argparse.Namespace(model='litv2_s', lr=5e-4),
                     metric=12.5), path)
-    backbone = MODELS.build(dict(
-        type='LITv2', **tiny_kwargs(alpha=0.5),
-        init_cfg=dict(type='Pretrained', checkpoint=str(path))))
+    # (the scope: an earlier test may have left another default scope)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        backbone = MODELS.build(dict(
+            type='LITv2', **tiny_kwargs(alpha=0.5),
+            init_cfg=dict(type='Pretrained', checkpoint=str(path))))
     backbone.init_weights()
     own = backbone.state_dict()
     source = classifier.state_dict()
@@ -254,9 +257,10 @@ def test_timm_checkpoint_initialises_detection_backbone(tmp_path):
     # and the same through mmseg
     from mmseg.registry import MODELS as SEG_MODELS
     import mmseg_litv2  # noqa: F401
-    seg = SEG_MODELS.build(dict(
-        type='LITv2', **tiny_kwargs(alpha=0.5), out_indices=(3, ),
-        init_cfg=dict(type='Pretrained', checkpoint=str(path))))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        seg = SEG_MODELS.build(dict(
+            type='LITv2', **tiny_kwargs(alpha=0.5), out_indices=(3, ),
+            init_cfg=dict(type='Pretrained', checkpoint=str(path))))
     seg.init_weights()
     assert torch.equal(seg.layers[3].blocks[0].attn.l_q.weight,
                        classifier.layers[3].blocks[0].attn.l_q.weight)

@@ -35,6 +35,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.model import revert_sync_batchnorm  # noqa: E402
+from mmengine.registry import DefaultScope  # noqa: E402
 
 MIN_OPSET = 16  # GridSample
 
@@ -71,7 +72,8 @@ def build_backbone(config: str, checkpoint=None, cfg_options=None):
                          f'(type {None if backbone_cfg is None else backbone_cfg.get("type")!r})')  # noqa: E501
     backbone_cfg = dict(backbone_cfg, init_cfg=None)  # no download
     registry = import_module(f'{task}.registry').MODELS
-    backbone = revert_sync_batchnorm(registry.build(backbone_cfg))
+    with DefaultScope.overwrite_default_scope(task):
+        backbone = revert_sync_batchnorm(registry.build(backbone_cfg))
     if checkpoint is not None:
         backbone.load_pretrained(checkpoint)
     names = [f'stage{i}' for i in backbone.out_indices]
