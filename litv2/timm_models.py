@@ -3,7 +3,7 @@
 Importing this module (``mmdet_litv2`` and ``mmseg_litv2`` do) registers
 ``litv2_s``, ``litv2_m``, ``litv2_b`` (224 x 224) and ``litv2_b_384``, so::
 
-    timm.create_model('litv2_s', pretrained=True)             # released weights
+    timm.create_model('litv2_s', pretrained=True)  # released weights
     timm.create_model('litv2_s', pretrained=True, num_classes=10,
                       pretrained_cfg_overlay=dict(file='litv2_s.pth'))
 

@@ -239,7 +239,8 @@ def test_timm_checkpoint_initialises_detection_backbone(tmp_path):
     randomize_(classifier)
     optimizer = torch.optim.AdamW(classifier.parameters())
     path = tmp_path / 'model_best.pth.tar'
-    torch.save(dict(epoch=3, arch='litv2_s', state_dict=classifier.state_dict(),
+    torch.save(dict(epoch=3, arch='litv2_s',
+                    state_dict=classifier.state_dict(),
                     optimizer=optimizer.state_dict(), version=2,
                     args=argparse.Namespace(model='litv2_s', lr=5e-4),
                     metric=12.5), path)

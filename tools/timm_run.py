@@ -6,8 +6,8 @@ timm's registry.
     python tools/timm_run.py path/to/timm/train.py --model litv2_s ...
 
 timm's scripts build models by name from its registry; this registers
-``litv2_s``, ``litv2_m``, ``litv2_b`` and ``litv2_b_384`` (``litv2.timm_models``)
-and then runs the script as ``__main__`` with the remaining arguments.
+``litv2_s``, ``litv2_m``, ``litv2_b`` and ``litv2_b_384``
+(``litv2.timm_models``) and then runs the script as ``__main__`` with the remaining arguments.
 """
 import os.path as osp
 import runpy
