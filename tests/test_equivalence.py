@@ -42,3 +42,26 @@ def test_out_indices_subset_equal_reference():
     assert [t.shape[1] for t in actual] == [192, 768]
     for a, e in zip(actual, expected):
         assert rel_err(a, e) < 1e-4
+
+
+@pytest.mark.parametrize('window', [2, 4])
+def test_gradients_equal_reference(window):
+    """Training-mode backward: input and parameter gradients match."""
+    reference, model = paired_models('s', window, seed=window)
+    reference.train()
+    model.train()
+    grads = {}
+    for name, net in (('reference', reference), ('model', model)):
+        x = torch.randn(2, 3, 70, 101, generator=torch.Generator().manual_seed(2),
+                        requires_grad=True)
+        sum(o.square().mean() for o in net(x)).backward()
+        grads[name] = dict(net.named_parameters(), input=x)
+    expected, actual = grads['reference'], grads['model']
+    assert expected.keys() == actual.keys()
+    # Relative to the largest gradient: the biases feeding a train-mode
+    # BatchNorm have an exactly-zero gradient, i.e. pure rounding noise.
+    scale = max(p.grad.abs().max() for p in expected.values())
+    for key, param in actual.items():
+        assert param.grad is not None, key
+        diff = (param.grad - expected[key].grad).abs().max() / scale
+        assert diff < 1e-4, (key, diff.item())
