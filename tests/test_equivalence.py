@@ -65,3 +65,24 @@ def test_gradients_equal_reference(window):
         assert param.grad is not None, key
         diff = (param.grad - expected[key].grad).abs().max() / scale
         assert diff < 1e-4, (key, diff.item())
+
+
+def test_baseline_backbone_for_fps_builds_from_litv2_config():
+    """benchmarks/reference_backbone.py: the baseline registered for
+    tools/fps.py takes LITv2's config and holds LITv2's initial weights."""
+    import mmdet_litv2  # noqa: F401
+    from mmdet.registry import MODELS
+
+    import benchmarks.reference_backbone  # noqa: F401
+    from tests.utils import tiny_kwargs
+    cfg = dict(tiny_kwargs(), drop_path_rate=0.1, out_indices=(1, 2, 3))
+    torch.manual_seed(0)
+    baseline = MODELS.build(dict(type='ReferenceLITv2Backbone', **cfg)).eval()
+    torch.manual_seed(0)
+    project = MODELS.build(dict(type='LITv2', **cfg)).eval()
+    x = torch.randn(1, 3, 45, 70)
+    with torch.no_grad():
+        for a, e in zip(project(x), baseline(x)):
+            assert rel_err(a, e) < 1e-5
+    with pytest.raises(RuntimeError, match='inference'):
+        baseline.train()
