@@ -51,8 +51,9 @@ class KillDuringSaveHook(Hook):
 
 @HOOKS.register_module()
 class NanWeightsAtIterHook(Hook):
-    """Before iteration ``at`` (1-based), set the model's first parameter to
-    NaN: that iteration's loss is NaN."""
+    """Before iteration ``at`` (1-based), set the model's last parameter (in
+    the head) to NaN: that iteration's loss is NaN. (A NaN in the backbone
+    would reach DTM's offsets, where torchvision's deform_conv2d crashes.)"""
 
     def __init__(self, at: int):
         self.at = at
@@ -60,4 +61,4 @@ class NanWeightsAtIterHook(Hook):
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         if runner.iter + 1 == self.at:
             with torch.no_grad():
-                next(runner.model.parameters()).fill_(float('nan'))
+                list(runner.model.parameters())[-1].fill_(float('nan'))
