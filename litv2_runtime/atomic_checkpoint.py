@@ -126,8 +126,8 @@ class AtomicCheckpointHook(CheckpointHook):
         write_atomically(osp.join(runner.work_dir, 'last_checkpoint'),
                          str(self.last_ckpt).encode())
         if stale is not None:
-            path = self.file_backend.join_path(self.out_dir,
-                                               self.filename_tmpl.format(stale))
+            path = self.file_backend.join_path(
+                self.out_dir, self.filename_tmpl.format(stale))
             if self.file_backend.isfile(path):
                 self.file_backend.remove(path)
             elif self.file_backend.isdir(path):  # deepspeed: a directory

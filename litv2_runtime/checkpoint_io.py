@@ -1,8 +1,8 @@
 """Reading checkpoint files as data, never as code.
 
 A ``.pth`` file is a pickle: loaded with ``weights_only=False`` it can call any
-function it names (``os.system``...). :func:`load_from_file_weights_only` is the one
-function through which this project reads checkpoints: it always loads with
+function it names (``os.system``...).
+:func:`load_from_file_weights_only` is the one function through which this project reads checkpoints: it always loads with
 ``weights_only=True`` and the allow-list of :mod:`.checkpoint_types` (tensors,
 plain containers and the few mmengine/numpy types that Runner checkpoints
 hold), and turns torch's long messages into one line naming the file:
@@ -101,6 +101,7 @@ def use_safe_checkpoint_loader() -> None:
     ``http(s)://`` URLs with :func:`load_from_file_weights_only` (process-wide;
     idempotent). mmengine's own loaders call ``torch.load`` without
     ``weights_only`` (its URL loader with ``weights_only=False``)."""
-    CheckpointLoader.register_scheme('', load_from_file_weights_only, force=True)
+    CheckpointLoader.register_scheme('', load_from_file_weights_only,
+                                     force=True)
     CheckpointLoader.register_scheme(('http://', 'https://'),
                                      load_from_url_weights_only, force=True)
