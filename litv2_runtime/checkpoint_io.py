@@ -5,7 +5,8 @@ function it names (``os.system``...).
 :func:`load_from_file_weights_only` is the one function through which this
 project reads checkpoints: it always loads with ``weights_only=True`` and
 the allow-list of :mod:`.checkpoint_types` (tensors, plain containers, the
-few mmengine/numpy types that Runner checkpoints hold), and turns torch's long messages into one line naming the file:
+few mmengine/numpy types that Runner checkpoints hold), and turns torch's
+long messages into one line naming the file:
 
 * :class:`UnsafeCheckpointError` - the pickle names a function or class
   outside the allow-list; nothing of it ran;
