@@ -19,6 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from litv2_runtime import CheckpointError  # noqa: E402
 from litv2_runtime.launch import (adapt_to_device, detect_task,  # noqa: E402
                                   init_distributed_without_gpu, setup_task,
                                   task_runners)
@@ -126,4 +127,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except CheckpointError as err:
+        sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback

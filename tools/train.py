@@ -4,10 +4,13 @@ task is read from the config. Same interface as mmdet's ``tools/train.py``.
 
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
         [--resume [CHECKPOINT]] [--cfg-options KEY=VALUE ...]
-        [--launcher {none,pytorch,slurm,mpi}]
+        [--no-finite-loss-check] [--launcher {none,pytorch,slurm,mpi}]
 
 Several processes: ``tools/dist_train.sh CONFIG NUM_PROCESSES [args]``.
 Without a GPU the run is adapted (fp32 instead of AMP; gloo; BN for SyncBN).
+Checkpoints are read as data only and written atomically, random states are
+saved in them (exact ``--resume``), and a NaN/inf loss stops the run
+(litv2_runtime.launch.add_reliability_hooks).
 """
 import argparse
 import logging
@@ -21,7 +24,9 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from litv2_runtime.launch import (adapt_to_device, detect_task,  # noqa: E402
+from litv2_runtime import CheckpointError, NonFiniteLossError  # noqa: E402
+from litv2_runtime.launch import (adapt_to_device,  # noqa: E402
+                                  add_reliability_hooks, detect_task,
                                   init_distributed_without_gpu, setup_task,
                                   task_runners)
 
@@ -55,6 +60,10 @@ def parse_args(argv=None):
         help='override settings of the config, as key=value pairs merged into '
         'it, e.g. model.backbone.init_cfg.checkpoint=litv2_s.pth; a list is '
         'given as key="[a,b]" or key=a,b (quotes needed, no white space)')
+    parser.add_argument(
+        '--no-finite-loss-check',
+        action='store_true',
+        help='do not stop training at a NaN/inf loss (FiniteLossHook)')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -110,6 +119,7 @@ def main(argv=None):
         cfg.resume = True
         cfg.load_from = args.resume
 
+    add_reliability_hooks(cfg, not args.no_finite_loss_check)
     adapt_to_device(cfg, args.launcher)
     init_distributed_without_gpu(cfg, args.launcher)
     if 'runner_type' in cfg:
@@ -121,4 +131,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except (CheckpointError, NonFiniteLossError) as err:
+        sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback
