@@ -22,9 +22,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
 from litv2_runtime import CheckpointError, NonFiniteLossError  # noqa: E402
+from litv2_runtime.dataset_errors import DatasetNamingRunner  # noqa: E402
 from litv2_runtime.launch import (adapt_to_device,  # noqa: E402
                                   add_reliability_hooks, detect_task,
                                   init_distributed_without_gpu, setup_task,
@@ -125,7 +125,8 @@ def main(argv=None):
     if 'runner_type' in cfg:
         runner = task_runners(task).build(cfg)
     else:
-        runner = Runner.from_cfg(cfg)
+        # data set faults are reported with the data set named
+        runner = DatasetNamingRunner.from_cfg(cfg)
     runner.train()
     return runner
 
