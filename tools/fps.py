@@ -73,7 +73,8 @@ def parse_args(argv=None):
     parser.add_argument('--device', choices=['cpu', 'cuda'],
                         default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--fp16', action='store_true',
-                        help='run under torch.autocast with float16')
+                        help='run under torch.autocast with float16 '
+                        '(GPU only)')
     parser.add_argument('--json', help='also write the figures to this file')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
@@ -95,6 +96,10 @@ def parse_args(argv=None):
                      f'{args.shape}')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: torch sees no CUDA device')
+    if args.fp16 and args.device != 'cuda':
+        # float16 autocast on CPU fails in some ops (torchvision's
+        # deform_conv2d among them): measure fp16 where it is used, on a GPU
+        parser.error('--fp16 needs --device cuda')
     if (args.checkpoint is not None and '://' not in args.checkpoint
             and not osp.isfile(args.checkpoint)):
         parser.error(f'checkpoint {args.checkpoint!r} not found')
