@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.env-stamp
 ENV_INPUTS := tools/setup_env.sh pyproject.toml $(wildcard requirements/*.txt)
 
-.PHONY: env demo demo-backbone test bench-hilo clean-env
+.PHONY: env demo demo-backbone test bench-hilo bench clean-env
 
 env: $(STAMP)
 
@@ -27,6 +27,10 @@ test: $(STAMP)
 # Backbone speed: project vs the straightforward reference algorithm (CPU, fp32).
 bench-hilo: $(STAMP)
 	$(PY) benchmarks/bench_hilo.py --profile --markdown benchmarks/results_hilo.md
+
+# Params, FLOPs and CPU FPS of the 15 paper configs (markdown table).
+bench: $(STAMP)
+	$(PY) benchmarks/bench_configs.py --markdown benchmarks/results_configs.md
 
 clean-env:
 	rm -rf $(VENV)

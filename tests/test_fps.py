@@ -1,0 +1,99 @@
+"""tools/fps.py on the quickstart configs and a tiny test set, on the CPU
+(few, small images: behaviour and output, not speed)."""
+import json
+import statistics
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from litv2_runtime.inference_model import build_inference_model, load_config
+from tests.test_tools import load_tool
+from tests.tiny_data import CONFIGS, make_ade, tiny_seg_config
+
+RETINANET_TOY = str(CONFIGS / 'quickstart/retinanet_litv2_toy.py')
+SEG_TOY = str(CONFIGS / 'quickstart/semantic_fpn_litv2_toy.py')
+FEW = ['--num-images', '2', '--warmup', '1']
+
+
+@pytest.fixture(scope='module')
+def fps():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: avoid thread synchronisation
+    yield load_tool('fps')
+    torch.set_num_threads(threads)
+
+
+def test_fps_on_random_images_with_a_checkpoint(fps, tmp_path, capsys):
+    cfg, task = load_config(RETINANET_TOY)
+    ckpt = tmp_path / 'toy.pth'
+    torch.save({'state_dict': build_inference_model(cfg, task).state_dict()},
+               ckpt)
+    out = tmp_path / 'fps.json'
+    result = fps.main([
+        RETINANET_TOY, str(ckpt), '--shape', '48', '64', '--repeat', '2',
+        '--json', str(out)] + FEW)
+    printed = capsys.readouterr().out
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result['source'] == 'random images of 48x64'
+    assert result['num_images'] == 2 and result['warmup'] == 1
+    assert len(result['fps_per_repeat']) == 2
+    assert result['fps'] == pytest.approx(
+        statistics.mean(result['fps_per_repeat']))
+    assert result['fps'] > 0 and result['fps_std'] >= 0
+    assert result['device'] == 'cpu' and result['threads'] == 1
+    assert result['peak_memory_kind'] == (
+        'peak resident set size of the process')
+    assert result['peak_memory_mib'] > 0
+    lines = printed.strip().splitlines()
+    assert lines[-1].startswith(f"FPS: {result['fps']:.2f} +- ")
+    assert 'cpu' in printed and '1 threads' in printed
+    assert 'peak memory: ' in printed
+
+
+def test_fps_refuses_a_checkpoint_of_another_model(fps, tmp_path):
+    ckpt = tmp_path / 'other.pth'
+    torch.save({'state_dict': {'backbone.nothing': torch.zeros(1)}}, ckpt)
+    with pytest.raises(RuntimeError, match='backbone.nothing'):
+        fps.main([RETINANET_TOY, str(ckpt), '--shape', '32'] + FEW)
+
+
+def test_fps_reads_the_test_set(fps, tmp_path):
+    cfg = tiny_seg_config(tmp_path / 'fpn.py', 'semantic_fpn_litv2_s_ade20k',
+                          make_ade(tmp_path / 'ade'))
+    # 3 images from a test set of 2: the loader starts over
+    result = fps.main([str(cfg), '--num-images', '3', '--warmup', '0'])
+    assert result['task'] == 'mmseg' and result['source'] == 'test set'
+    assert result['fps'] > 0
+
+
+def test_missing_test_set_means_random_images(fps):
+    cfg = Config.fromfile(SEG_TOY)
+    cfg.test_dataloader.dataset.data_root = '/nonexistent/litv2'
+    assert fps.test_set_batches(cfg, 'mmseg') is None
+    # and --shape needs no data at all
+    result = fps.main([SEG_TOY, '--shape', '40'] + FEW)
+    assert result['source'] == 'random images of 40x40'
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--num-images', '0'], '--num-images'),
+    (['--warmup', '-1'], '--warmup'),
+    (['--repeat', '0'], '--repeat'),
+    (['--shape', '1', '2', '3'], '--shape'),
+    (['missing.pth'], "'missing.pth' not found"),
+])
+def test_fps_bad_arguments(fps, capsys, args, message):
+    with pytest.raises(SystemExit):
+        fps.main([RETINANET_TOY] + args)
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='needs no GPU')
+def test_fps_cuda_and_fp16_without_a_gpu(fps, capsys):
+    with pytest.raises(SystemExit):
+        fps.main([RETINANET_TOY, '--device', 'cuda'])
+    assert 'no CUDA device' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        fps.main([RETINANET_TOY, '--fp16'])
+    assert '--fp16 needs --device cuda' in capsys.readouterr().err
