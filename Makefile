@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.env-stamp
 ENV_INPUTS := tools/setup_env.sh pyproject.toml $(wildcard requirements/*.txt)
 
-.PHONY: env demo demo-backbone test bench-hilo bench-cls clean-env
+.PHONY: env demo demo-backbone test bench-hilo bench-detector bench bench-cls clean-env
 
 env: $(STAMP)
 
@@ -26,7 +26,15 @@ test: $(STAMP)
 
 # Backbone speed: project vs the straightforward reference algorithm (CPU, fp32).
 bench-hilo: $(STAMP)
-	$(PY) benchmarks/bench_hilo.py --profile --markdown benchmarks/results_hilo.md
+	$(PY) benchmarks/bench_hilo.py --profile --memory --markdown benchmarks/results_hilo.md
+
+# Whole RetinaNet LITv2-S (tools/fps.py, 1280x800, CPU): project vs baseline backbone.
+bench-detector: $(STAMP)
+	$(PY) benchmarks/bench_detector.py --markdown benchmarks/results_detector.md
+
+# Params, FLOPs and CPU FPS of the 15 paper configs (markdown table).
+bench: $(STAMP)
+	$(PY) benchmarks/bench_configs.py --markdown benchmarks/results_configs.md
 
 # ImageNet classifiers: throughput and train/test memory, the paper's method
 # (batch 64, 30 timed runs; CUDA if present). On a CPU, pass smaller figures:

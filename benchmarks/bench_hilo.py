@@ -3,16 +3,22 @@ reference algorithm (benchmarks/reference_litv2.py), on identical weights.
 
     python benchmarks/bench_hilo.py [--archs s m b] [--windows 2] [--repeat 3]
         [--infer-shape 800 1280] [--train-shape 512 512] [--threads N]
-        [--profile] [--markdown FILE]
+        [--profile] [--memory] [--markdown FILE]
 
 Inference: batch 1, fp32, eval mode, no grad. Training step: batch 2,
 forward + backward of the sum of squared outputs, train mode. The two models
 run alternately (baseline, project, baseline, ...) in one process so that
 machine-load drift hits both; the median of the repeats is reported, with
 the maximum relative difference of outputs (and of gradients for training).
+``--memory`` runs each model alone in a fresh process and reports the peak
+resident memory that one inference / training step adds (Linux VmHWM, reset
+after the model is built).
 """
 import argparse
+import gc
+import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -95,6 +101,45 @@ def bench_training(baseline, project, shape, repeat):
     return {k: statistics.median(v) for k, v in times.items()}, err
 
 
+def _vm_kib(field):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{field} not in /proc/self/status')
+
+
+def peak_step_memory(which, mode, arch, window, shape):
+    """MiB of resident memory one step of one model adds at its peak."""
+    baseline, project = build_pair(arch, window)
+    model = baseline if which == 'baseline' else project
+    del baseline, project
+    x = torch.randn(1 if mode == 'inference' else 2, 3, *shape)
+    model.train(mode == 'train')
+    gc.collect()
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # resets VmHWM, the peak resident set size, to now
+    before = _vm_kib('VmRSS')
+    if mode == 'inference':
+        with torch.no_grad():
+            model(x)
+    else:
+        sum(o.square().mean() for o in model(x)).backward()
+    return (_vm_kib('VmHWM') - before) / 1024
+
+
+def bench_memory(arch, window, mode, shape):
+    """Peak memory of each model in a fresh process (no allocator reuse)."""
+    peaks = {}
+    for which in ('baseline', 'project'):
+        out = subprocess.run(
+            [sys.executable, __file__, '--memory-child', which, mode, arch,
+             str(window), str(shape[0]), str(shape[1])],
+            check=True, capture_output=True, text=True).stdout
+        peaks[which] = json.loads(out.strip().splitlines()[-1])
+    return peaks
+
+
 def matmul_peak(n=2048, repeat=5):
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
@@ -132,10 +177,19 @@ def main():
     parser.add_argument('--threads', type=int)
     parser.add_argument('--profile', action='store_true',
                         help='per-op profile of the project model (first arch)')
+    parser.add_argument('--memory', action='store_true',
+                        help='peak memory of each model, each in a fresh '
+                        'process')
+    parser.add_argument('--memory-child', nargs=6, help=argparse.SUPPRESS)
     parser.add_argument('--markdown', help='also write the report here')
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.memory_child:
+        which, mode, arch, window, h, w = args.memory_child
+        print(json.dumps(peak_step_memory(which, mode, arch, int(window),
+                                          (int(h), int(w)))))
+        return
 
     lines = [f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
              f'fp32 matmul peak (2048^3): {matmul_peak():.0f} GFLOP/s', '',
@@ -163,6 +217,23 @@ def main():
                        f'{t["baseline"] / t["project"]:.2f}x | {err:.1e} |')
                 lines.append(row)
                 print(row, flush=True)
+    if args.memory:
+        lines += ['', 'Peak resident memory added by one step (MiB, each '
+                  'model alone in a fresh process):', '',
+                  '| model | mode | input | baseline | project |',
+                  '|---|---|---|---|---|']
+        for arch in args.archs:
+            for window in args.windows:
+                runs = [('inference', args.infer_shape, 1)]
+                if not args.no_train:
+                    runs.append(('train', args.train_shape, 2))
+                for mode, shape, batch in runs:
+                    peaks = bench_memory(arch, window, mode, shape)
+                    row = (f'| LITv2-{arch.upper()} w{window} | {mode} | '
+                           f'{batch}x3x{shape[0]}x{shape[1]} | '
+                           f'{peaks["baseline"]:.0f} | {peaks["project"]:.0f} |')
+                    lines.append(row)
+                    print(row, flush=True)
     if args.profile:
         _, project = build_pair(args.archs[0], args.windows[0])
         table, flops, elapsed = profile_summary(project, args.infer_shape)

@@ -18,6 +18,9 @@ from typing import Dict, Optional, Tuple
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from litv2_runtime.checkpoint_io import (CheckpointError,
+                                         use_safe_checkpoint_loader)
+
 # Keys of the ImageNet classifier that have no counterpart in the backbone.
 _CLASSIFIER_ONLY = re.compile(r'^(head|norm)\.')
 
@@ -36,13 +39,16 @@ def _allow_timm_train_args():
 
 
 def read_checkpoint(filename: str) -> dict:
-    """Load a checkpoint file or URL on CPU, naming the file on failure."""
+    """Load a checkpoint file or URL on CPU as data only (``weights_only``
+    with an allow-list, see litv2_runtime/checkpoint_io.py), naming the
+    file on failure."""
+    use_safe_checkpoint_loader()
     try:
         with _allow_timm_train_args():
             checkpoint = CheckpointLoader.load_checkpoint(filename,
                                                           map_location='cpu')
-    except FileNotFoundError:
-        raise
+    except (FileNotFoundError, CheckpointError):
+        raise  # their messages name the file
     except Exception as err:  # torch raises many types; name the file.
         raise RuntimeError(
             f'could not read checkpoint {filename!r}: {err}') from err

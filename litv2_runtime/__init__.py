@@ -1,8 +1,24 @@
-"""Run-time support shared by the tools and the two plugins: the allow-list
-that lets torch >= 2.6 load mmengine checkpoints with ``weights_only=True``,
-and the task detection / device adaptation of ``tools/train.py`` and
-``tools/test.py``."""
+"""Run-time support shared by the tools and the two plugins: reading
+checkpoints as data only (``weights_only=True`` with an allow-list), writing
+them atomically, restoring random states on resume, stopping at a non-finite
+loss, and the task detection / device adaptation of ``tools/train.py`` and
+``tools/test.py``. Importing it registers the hooks ``AtomicCheckpointHook``,
+``RandomStateHook`` and ``FiniteLossHook`` in mmengine's ``HOOKS``."""
+from .atomic_checkpoint import (AtomicCheckpointHook, AtomicLocalBackend,
+                                write_atomically)
+from .checkpoint_io import (CheckpointError, CorruptCheckpointError,
+                            UnsafeCheckpointError, load_from_file_weights_only,
+                            use_safe_checkpoint_loader)
 from .checkpoint_types import (allow_mmengine_checkpoint_types,
                                mmengine_checkpoint_types)
+from .finite_loss import FiniteLossHook, NonFiniteLossError
+from .rng_state import RandomStateHook, get_rng_state, set_rng_state
 
-__all__ = ['allow_mmengine_checkpoint_types', 'mmengine_checkpoint_types']
+__all__ = [
+    'allow_mmengine_checkpoint_types', 'mmengine_checkpoint_types',
+    'CheckpointError', 'CorruptCheckpointError', 'UnsafeCheckpointError',
+    'load_from_file_weights_only', 'use_safe_checkpoint_loader',
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'write_atomically',
+    'RandomStateHook', 'get_rng_state', 'set_rng_state', 'FiniteLossHook',
+    'NonFiniteLossError'
+]

@@ -11,7 +11,7 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from .checkpoint_types import allow_mmengine_checkpoint_types
+from .checkpoint_io import use_safe_checkpoint_loader
 
 # task (the config's default_scope) -> the plugin that registers LITv2 there
 PLUGINS = {'mmdet': 'mmdet_litv2', 'mmseg': 'mmseg_litv2'}
@@ -38,13 +38,45 @@ def detect_task(cfg: Config, filename: str = 'the config') -> str:
 
 
 def setup_task(task: str) -> None:
-    """Import the task's plugin (registers LITv2 in its ``MODELS``) and let
-    ``torch.load`` read mmengine's checkpoints with ``weights_only=True``."""
+    """Import the task's plugin (registers LITv2 in its ``MODELS``) and read
+    every checkpoint with ``weights_only=True`` and the allow-list."""
     import_module(PLUGINS[task])
-    allow_mmengine_checkpoint_types()
+    use_safe_checkpoint_loader()
     if task == 'mmdet':
         from mmdet.utils import setup_cache_size_limit_of_dynamo
         setup_cache_size_limit_of_dynamo()
+
+
+def add_reliability_hooks(cfg: Config, finite_loss_check: bool = True):
+    """Change the training config in place (each change is logged):
+
+    * ``default_hooks.checkpoint`` of type ``CheckpointHook`` becomes
+      ``AtomicCheckpointHook`` (same arguments; atomic writes);
+    * ``custom_hooks`` gain ``RandomStateHook`` (exact resume) and, unless
+      ``finite_loss_check`` is false, ``FiniteLossHook``, if not listed.
+    """
+    added = []
+    checkpoint = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if checkpoint is not None and checkpoint.get('type') == 'CheckpointHook':
+        checkpoint['type'] = 'AtomicCheckpointHook'
+        added.append('AtomicCheckpointHook (for CheckpointHook)')
+    elif checkpoint is not None and \
+            checkpoint.get('type') != 'AtomicCheckpointHook':
+        _warn(f"default_hooks.checkpoint is a {checkpoint.get('type')}: "
+              'checkpoints are not written atomically')
+    hooks = cfg.get('custom_hooks') or []
+    listed = {hook.get('type') for hook in hooks}
+    wanted = ['RandomStateHook'] + (['FiniteLossHook']
+                                    if finite_loss_check else [])
+    for name in wanted:
+        if name not in listed:
+            hooks.append(dict(type=name))
+            added.append(name)
+    cfg.custom_hooks = hooks
+    if added:
+        _info('reliability hooks: ' + ', '.join(added))
+    if not finite_loss_check:
+        _warn('--no-finite-loss-check: training goes on after a NaN/inf loss')
 
 
 def task_runners(task: str):
@@ -55,6 +87,11 @@ def task_runners(task: str):
 def _warn(msg: str) -> None:
     if os.environ.get('RANK', '0') == '0':  # once per run, not per process
         print_log(msg, logger='current', level=logging.WARNING)
+
+
+def _info(msg: str) -> None:
+    if os.environ.get('RANK', '0') == '0':
+        print_log(msg, logger='current', level=logging.INFO)
 
 
 def _sync_bn_to_bn(node) -> int:

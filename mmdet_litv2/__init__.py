@@ -4,11 +4,13 @@ classifiers ``litv2_s/m/b/b_384`` in timm's model registry)."""
 from mmdet.registry import MODELS
 
 from litv2 import LITv2, register_timm_models
-from litv2_runtime import allow_mmengine_checkpoint_types
+from litv2_runtime import use_safe_checkpoint_loader
 
 MODELS.register_module(name='LITv2', module=LITv2)
-# Runner checkpoints (resume, tools/test.py) load with weights_only=True.
-allow_mmengine_checkpoint_types()
+# Every checkpoint (init_cfg Pretrained, load_from, resume) is read with
+# weights_only=True and the allow-list; the hooks of litv2_runtime are
+# registered in mmengine's HOOKS.
+use_safe_checkpoint_loader()
 # The ImageNet classifiers litv2_s/m/b/b_384 in timm's model registry.
 register_timm_models()
 

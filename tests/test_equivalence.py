@@ -42,3 +42,47 @@ def test_out_indices_subset_equal_reference():
     assert [t.shape[1] for t in actual] == [192, 768]
     for a, e in zip(actual, expected):
         assert rel_err(a, e) < 1e-4
+
+
+@pytest.mark.parametrize('window', [2, 4])
+def test_gradients_equal_reference(window):
+    """Training-mode backward: input and parameter gradients match."""
+    reference, model = paired_models('s', window, seed=window)
+    reference.train()
+    model.train()
+    grads = {}
+    for name, net in (('reference', reference), ('model', model)):
+        x = torch.randn(2, 3, 70, 101, generator=torch.Generator().manual_seed(2),
+                        requires_grad=True)
+        sum(o.square().mean() for o in net(x)).backward()
+        grads[name] = dict(net.named_parameters(), input=x)
+    expected, actual = grads['reference'], grads['model']
+    assert expected.keys() == actual.keys()
+    # Relative to the largest gradient: the biases feeding a train-mode
+    # BatchNorm have an exactly-zero gradient, i.e. pure rounding noise.
+    scale = max(p.grad.abs().max() for p in expected.values())
+    for key, param in actual.items():
+        assert param.grad is not None, key
+        diff = (param.grad - expected[key].grad).abs().max() / scale
+        assert diff < 1e-4, (key, diff.item())
+
+
+def test_baseline_backbone_for_fps_builds_from_litv2_config():
+    """benchmarks/reference_backbone.py: the baseline registered for
+    tools/fps.py takes LITv2's config and holds LITv2's initial weights."""
+    import mmdet_litv2  # noqa: F401
+    from mmdet.registry import MODELS
+
+    import benchmarks.reference_backbone  # noqa: F401
+    from tests.utils import tiny_kwargs
+    cfg = dict(tiny_kwargs(), drop_path_rate=0.1, out_indices=(1, 2, 3))
+    torch.manual_seed(0)
+    baseline = MODELS.build(dict(type='ReferenceLITv2Backbone', **cfg)).eval()
+    torch.manual_seed(0)
+    project = MODELS.build(dict(type='LITv2', **cfg)).eval()
+    x = torch.randn(1, 3, 45, 70)
+    with torch.no_grad():
+        for a, e in zip(project(x), baseline(x)):
+            assert rel_err(a, e) < 1e-5
+    with pytest.raises(RuntimeError, match='inference'):
+        baseline.train()

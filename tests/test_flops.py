@@ -8,28 +8,15 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
+from benchmarks.paper_figures import PAPER_TABLES
 from litv2 import DeformableTokenMerging, HiLo, hilo_flops
 from litv2.flops import (FlopCount, count_flops, deform_conv_flops,
                          flop_analyzer, per_stage)
-from tests.test_configs import PAPER_PARAMS_M
 from tests.test_tools import load_tool
 from tests.tiny_data import CONFIGS
 
-# FLOPs (G) of the paper's tables (paper-readme.md).
-PAPER_FLOPS_G = {
-    'retinanet_litv2_s_w2': 242, 'retinanet_litv2_s_w4': 230,
-    'retinanet_litv2_m_w2': 348, 'retinanet_litv2_m_w4': 312,
-    'retinanet_litv2_b_w2': 481, 'retinanet_litv2_b_w4': 430,
-    'mask_rcnn_litv2_s_w2': 261, 'mask_rcnn_litv2_s_w4': 249,
-    'mask_rcnn_litv2_m_w2': 367, 'mask_rcnn_litv2_m_w4': 315,
-    'mask_rcnn_litv2_b_w2': 500, 'mask_rcnn_litv2_b_w4': 449,
-    'semantic_fpn_litv2_s_ade20k': 41, 'semantic_fpn_litv2_m_ade20k': 63,
-    'semantic_fpn_litv2_b_ade20k': 93,
-}
 S_VARIANTS = ['retinanet_litv2_s_w2', 'mask_rcnn_litv2_s_w2',
               'semantic_fpn_litv2_s_ade20k']
-
-
 THREADS = torch.get_num_threads()
 
 
@@ -150,9 +137,9 @@ def test_get_flops_reproduces_the_papers_table(paper_counts, name):
     result = paper_counts[name]
     expected_shape = [512, 512] if 'semantic' in name else [800, 1280]
     assert result['input_shape'] == expected_shape
-    assert round(result['params'] / 1e6) == PAPER_PARAMS_M[name]
-    assert result['flops'] / 1e9 == pytest.approx(PAPER_FLOPS_G[name],
-                                                  rel=0.01)
+    params_m, flops_g, _ = PAPER_TABLES[name]
+    assert round(result['params'] / 1e6) == params_m
+    assert result['flops'] / 1e9 == pytest.approx(flops_g, rel=0.01)
     # DTM of LITv2-S: 96->192, 192->384, 384->768 on maps of stride 4, 8, 16
     h, w = (s // 4 for s in expected_shape)
     dtm = sum(deform_conv_flops(96 * 2**i, 192 * 2**i, 2, 2, h >> i, w >> i)

@@ -90,7 +90,10 @@ def test_fps_bad_arguments(fps, capsys, args, message):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='needs no GPU')
-def test_fps_cuda_without_a_gpu(fps, capsys):
+def test_fps_cuda_and_fp16_without_a_gpu(fps, capsys):
     with pytest.raises(SystemExit):
         fps.main([RETINANET_TOY, '--device', 'cuda'])
     assert 'no CUDA device' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        fps.main([RETINANET_TOY, '--fp16'])
+    assert '--fp16 needs --device cuda' in capsys.readouterr().err

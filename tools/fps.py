@@ -21,7 +21,8 @@ random (then the detectors' post-processing sees other boxes than a trained
 model would).
 
 With ``--launcher pytorch`` (``torchrun``), every process measures its own
-share and rank 0 prints each rank's FPS and their sum.
+share (images of the test set dealt out between them) and rank 0's
+closing line is the sum of their FPS.
 """
 import argparse
 import itertools
@@ -73,7 +74,8 @@ def parse_args(argv=None):
     parser.add_argument('--device', choices=['cpu', 'cuda'],
                         default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--fp16', action='store_true',
-                        help='run under torch.autocast with float16')
+                        help='run under torch.autocast with float16 '
+                        '(GPU only)')
     parser.add_argument('--json', help='also write the figures to this file')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
@@ -95,6 +97,10 @@ def parse_args(argv=None):
                      f'{args.shape}')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: torch sees no CUDA device')
+    if args.fp16 and args.device != 'cuda':
+        # float16 autocast on CPU fails in some ops (torchvision's
+        # deform_conv2d among them): measure fp16 where it is used, on a GPU
+        parser.error('--fp16 needs --device cuda')
     if (args.checkpoint is not None and '://' not in args.checkpoint
             and not osp.isfile(args.checkpoint)):
         parser.error(f'checkpoint {args.checkpoint!r} not found')
@@ -233,10 +239,13 @@ def main(argv=None):
     print(f'time per image: {1000 / mean:.1f} ms')
     print(f'peak memory: {memory:.0f} MiB ({memory_kind})')
     if world_size > 1:
-        print(f'FPS per rank: {[round(f, 2) for f in per_rank]}, '
-              f'total {result["fps_total"]:.2f}')
-    print(f'FPS: {mean:.2f} +- {spread:.2f} (repeats: '
-          f'{[round(f, 2) for f in fps]})')
+        print(f'rank 0: {mean:.2f} +- {spread:.2f} images/s (repeats: '
+              f'{[round(f, 2) for f in fps]})')
+        print(f'FPS: {result["fps_total"]:.2f} (sum over {world_size} '
+              f'processes: {[round(f, 2) for f in per_rank]})')
+    else:
+        print(f'FPS: {mean:.2f} +- {spread:.2f} (repeats: '
+              f'{[round(f, 2) for f in fps]})')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=2)

@@ -17,8 +17,9 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
+from litv2_runtime import CheckpointError  # noqa: E402
+from litv2_runtime.dataset_errors import DatasetNamingRunner  # noqa: E402
 from litv2_runtime.launch import (adapt_to_device, detect_task,  # noqa: E402
                                   init_distributed_without_gpu, setup_task,
                                   task_runners)
@@ -116,7 +117,8 @@ def main(argv=None):
     if 'runner_type' in cfg:
         runner = task_runners(task).build(cfg)
     else:
-        runner = Runner.from_cfg(cfg)
+        # data set faults are reported with the data set named
+        runner = DatasetNamingRunner.from_cfg(cfg)
     if args.out is not None and task == 'mmdet':
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(
@@ -126,4 +128,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except CheckpointError as err:
+        sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback

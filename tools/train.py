@@ -4,10 +4,13 @@ task is read from the config. Same interface as mmdet's ``tools/train.py``.
 
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
         [--resume [CHECKPOINT]] [--cfg-options KEY=VALUE ...]
-        [--launcher {none,pytorch,slurm,mpi}]
+        [--no-finite-loss-check] [--launcher {none,pytorch,slurm,mpi}]
 
 Several processes: ``tools/dist_train.sh CONFIG NUM_PROCESSES [args]``.
 Without a GPU the run is adapted (fp32 instead of AMP; gloo; BN for SyncBN).
+Checkpoints are read as data only and written atomically, random states are
+saved in them (exact ``--resume``), and a NaN/inf loss stops the run
+(litv2_runtime.launch.add_reliability_hooks).
 """
 import argparse
 import logging
@@ -19,9 +22,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
-from litv2_runtime.launch import (adapt_to_device, detect_task,  # noqa: E402
+from litv2_runtime import CheckpointError, NonFiniteLossError  # noqa: E402
+from litv2_runtime.dataset_errors import DatasetNamingRunner  # noqa: E402
+from litv2_runtime.launch import (adapt_to_device,  # noqa: E402
+                                  add_reliability_hooks, detect_task,
                                   init_distributed_without_gpu, setup_task,
                                   task_runners)
 
@@ -55,6 +60,10 @@ def parse_args(argv=None):
         help='override settings of the config, as key=value pairs merged into '
         'it, e.g. model.backbone.init_cfg.checkpoint=litv2_s.pth; a list is '
         'given as key="[a,b]" or key=a,b (quotes needed, no white space)')
+    parser.add_argument(
+        '--no-finite-loss-check',
+        action='store_true',
+        help='do not stop training at a NaN/inf loss (FiniteLossHook)')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -110,15 +119,20 @@ def main(argv=None):
         cfg.resume = True
         cfg.load_from = args.resume
 
+    add_reliability_hooks(cfg, not args.no_finite_loss_check)
     adapt_to_device(cfg, args.launcher)
     init_distributed_without_gpu(cfg, args.launcher)
     if 'runner_type' in cfg:
         runner = task_runners(task).build(cfg)
     else:
-        runner = Runner.from_cfg(cfg)
+        # data set faults are reported with the data set named
+        runner = DatasetNamingRunner.from_cfg(cfg)
     runner.train()
     return runner
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except (CheckpointError, NonFiniteLossError) as err:
+        sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback
