@@ -212,6 +212,15 @@ def test_timm_interface():
         model.reset_classifier(5, global_pool='avg')
         assert model(x).shape == (2, 5)
     assert model.get_classifier() is model.head
+    # layer-wise lr decay groups (timm's optimizer factory) cover every
+    # parameter but the head's, stages in order
+    groups = timm.models.group_parameters(model, model.group_matcher())
+    grouped = {name for names in groups.values() for name in names}
+    assert grouped | {'head.weight', 'head.bias'} == {
+        name for name, _ in model.named_parameters()}
+    from timm.optim import create_optimizer_v2
+    assert create_optimizer_v2(model, 'adamw', lr=1e-3,
+                               layer_decay=0.9)
     assert model.default_cfg['architecture'] == 'litv2_s'
     with torch.no_grad():
         no_head = timm.create_model('litv2_s', num_classes=0, **TINY).eval()
