@@ -98,8 +98,8 @@ def parse_args(argv=None):
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: torch sees no CUDA device')
     if args.fp16 and args.device != 'cuda':
-        # float16 autocast on CPU fails in some ops (torchvision's
-        # deform_conv2d among them): measure fp16 where it is used, on a GPU
+        # CPU float16 kernels are slower than float32 (no native fp16
+        # arithmetic on most CPUs): an fp16 speed is only meaningful on a GPU
         parser.error('--fp16 needs --device cuda')
     if (args.checkpoint is not None and '://' not in args.checkpoint
             and not osp.isfile(args.checkpoint)):
