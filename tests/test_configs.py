@@ -37,14 +37,7 @@ PAPER_PARAMS_M = {
 PARAM_COUNTS = {}  # name -> parameters of the built model
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """The tensors here are small: one intra-op thread avoids paying for
-    thread synchronisation on every op (costly on a shared 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @functools.lru_cache(maxsize=None)

@@ -31,11 +31,10 @@ def pristine(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def data(pristine, tmp_path, monkeypatch) -> Path:
+def data(pristine, tmp_path, monkeypatch, one_thread) -> Path:
     """A fresh copy of the toy data at ``./data/toy`` (the configs' path)."""
     shutil.copytree(pristine, tmp_path / 'data' / 'toy')
     monkeypatch.chdir(tmp_path)
-    torch.set_num_threads(1)
     import mmdet_litv2  # noqa: F401
     import mmseg_litv2  # noqa: F401
     return tmp_path / 'data' / 'toy'

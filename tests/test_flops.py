@@ -20,12 +20,7 @@ S_VARIANTS = ['retinanet_litv2_s_w2', 'mask_rcnn_litv2_s_w2',
 THREADS = torch.get_num_threads()
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Small tensors: one thread avoids paying for thread synchronisation."""
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(THREADS)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.mark.parametrize('dim,heads,window,alpha,h,w', [
@@ -122,13 +117,16 @@ def get_flops():
 def paper_counts(get_flops, tmp_path_factory):
     """get_flops at the paper's input sizes, once per S config (large
     tensors: all threads)."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     results = {}
-    for name in S_VARIANTS:
-        out = tmp_path_factory.mktemp('flops') / f'{name}.json'
-        get_flops.main([str(CONFIGS / f'{name}.py'), '--json', str(out)])
-        results[name] = json.loads(out.read_text())
-    torch.set_num_threads(1)
+    try:
+        for name in S_VARIANTS:
+            out = tmp_path_factory.mktemp('flops') / f'{name}.json'
+            get_flops.main([str(CONFIGS / f'{name}.py'), '--json', str(out)])
+            results[name] = json.loads(out.read_text())
+    finally:
+        torch.set_num_threads(threads)
     return results
 
 

@@ -41,11 +41,10 @@ def _model(cfg_path):
 @pytest.mark.parametrize('cfg_path,images', [
     (DET_CFG, 'coco/val'), (SEG_CFG, 'seg/images/validation')])
 def test_gray_and_rgba_images_give_three_channels(toy_data, tmp_path,
-                                                  monkeypatch, cfg_path,
-                                                  images):
+                                                  monkeypatch, one_thread,
+                                                  cfg_path, images):
     shutil.copytree(toy_data / 'data', tmp_path / 'data')
     monkeypatch.chdir(tmp_path)
-    torch.set_num_threads(1)
     import mmdet_litv2  # noqa: F401
     import mmseg_litv2  # noqa: F401
     folder = tmp_path / 'data' / 'toy' / images

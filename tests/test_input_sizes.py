@@ -23,12 +23,7 @@ MODEL_BACKBONE = tiny_kwargs(embed_dim=8, depths=(1, 1, 1, 1),
                              num_heads=(1, 1, 2, 1))
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the cores are shared with other jobs
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def expected_stage_shapes(height: int, width: int, stages: int = 4):

@@ -15,12 +15,7 @@ from litv2.hilo import HiLo
 FP16_MAX = torch.finfo(torch.float16).max
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def forward_backward(model, images, dtype):

@@ -9,6 +9,7 @@ import timm
 import torch
 
 from benchmarks.reference_litv2 import randomize_
+from tests.utils import TINY_ARCH
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location(
@@ -16,16 +17,7 @@ _spec = importlib.util.spec_from_file_location(
 export_onnx = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(export_onnx)
 
-TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8),
-            alpha=0.5)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def standard_ops(path):
@@ -37,7 +29,7 @@ def standard_ops(path):
 
 def test_classifier_exports_and_matches(tmp_path):
     import litv2.timm_models  # noqa: F401
-    model = randomize_(timm.create_model('litv2_s', num_classes=10, **TINY))
+    model = randomize_(timm.create_model('litv2_s', num_classes=10, **TINY_ARCH))
     path = tmp_path / 'tiny.onnx'
     # odd size: HiLo and patch-embedding padding, DTM's dropped row/column
     traced = torch.randn(1, 3, 70, 98)

@@ -14,7 +14,7 @@ from benchmarks.reference_litv2 import build_reference_backbone, randomize_
 from litv2 import LITV2_ARCHS, LITv2Classifier, local_windows
 from litv2.flops import count_flops
 from litv2.timm_models import _MODELS, checkpoint_filter_fn
-from tests.utils import rel_err, tiny_kwargs
+from tests.utils import TINY_ARCH, rel_err, tiny_kwargs
 
 import mmdet_litv2  # noqa: F401,E402  (registers the timm models)
 
@@ -23,16 +23,9 @@ ARCH_OF = dict(litv2_s='s', litv2_m='m', litv2_b='b', litv2_b_384='b')
 # The paper's table: Params (M), rounded as shown there, and FLOPs (G).
 PAPER_PARAMS_M = dict(litv2_s=28, litv2_m=49, litv2_b=87, litv2_b_384=87)
 PAPER_GFLOPS = dict(litv2_s=3.7, litv2_m=7.5, litv2_b=13.2, litv2_b_384=39.7)
-TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8),
-            alpha=0.5)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def reference_classifier_state(arch_kwargs, num_classes=1000, seed=0):
@@ -127,20 +120,20 @@ def test_pretrained_cfgs():
         source = timm.models._builder._resolve_pretrained_source
         assert source(cfg) == (
             'url', cfg['url'])
-        model = timm.create_model(name, **TINY)  # arch overridable, dpr kept
+        model = timm.create_model(name, **TINY_ARCH)  # arch overridable, dpr kept
         blocks = [b for stage in model.layers for b in stage.blocks]
         assert blocks[-1].drop_path.drop_prob == pytest.approx(
             expected_dpr[name])
 
 
 def test_released_layout_loads_through_timm_and_matches_reference(tmp_path):
-    arch = dict(TINY, local_ws=(0, 0, 2, 1))
+    arch = dict(TINY_ARCH, local_ws=(0, 0, 2, 1))
     state = reference_classifier_state(arch)
     # the released files: {'model': ...} with training state beside it
     path = tmp_path / 'litv2_tiny.pth'
     torch.save(dict(model=state, epoch=299, max_accuracy=82.0), path)
     # timm loads strictly: any missing or unexpected key would raise.
-    model = timm.create_model('litv2_s', pretrained=True, **TINY,
+    model = timm.create_model('litv2_s', pretrained=True, **TINY_ARCH,
                               pretrained_cfg_overlay=dict(file=str(path)))
     model.eval()
     for key, value in state.items():
@@ -163,7 +156,7 @@ def test_released_layout_loads_through_timm_and_matches_reference(tmp_path):
 
     # another number of classes: the head starts fresh, the rest is loaded
     model10 = timm.create_model('litv2_s', pretrained=True, num_classes=10,
-                                **TINY,
+                                **TINY_ARCH,
                                 pretrained_cfg_overlay=dict(file=str(path)))
     assert model10.get_classifier().out_features == 10
     assert torch.equal(model10.norm.weight, state['norm.weight'])
@@ -172,7 +165,7 @@ def test_released_layout_loads_through_timm_and_matches_reference(tmp_path):
     torch.save(dict(model=reference_classifier_state(
         dict(arch, embed_dim=8))), tmp_path / 'other.pth')
     with pytest.raises(RuntimeError, match='size mismatch'):
-        timm.create_model('litv2_s', pretrained=True, **TINY,
+        timm.create_model('litv2_s', pretrained=True, **TINY_ARCH,
                           pretrained_cfg_overlay=dict(
                               file=str(tmp_path / 'other.pth')))
 
@@ -184,7 +177,7 @@ def test_checkpoint_filter_fn_unwraps():
                                 ).keys() == weights.keys()
     assert checkpoint_filter_fn(weights) == weights
     # with the model: keys other than the head's must all be there
-    model = timm.create_model('litv2_s', num_classes=3, **TINY)
+    model = timm.create_model('litv2_s', num_classes=3, **TINY_ARCH)
     state = {k: v for k, v in model.state_dict().items()
              if not k.startswith('head.')}
     assert checkpoint_filter_fn(dict(model=state), model).keys() == \
@@ -197,7 +190,7 @@ def test_checkpoint_filter_fn_unwraps():
 
 
 def test_timm_interface():
-    model = timm.create_model('litv2_s', num_classes=7, **TINY).eval()
+    model = timm.create_model('litv2_s', num_classes=7, **TINY_ARCH).eval()
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
         features = model.forward_features(x)
@@ -223,7 +216,7 @@ def test_timm_interface():
                                layer_decay=0.9)
     assert model.default_cfg['architecture'] == 'litv2_s'
     with torch.no_grad():
-        no_head = timm.create_model('litv2_s', num_classes=0, **TINY).eval()
+        no_head = timm.create_model('litv2_s', num_classes=0, **TINY_ARCH).eval()
         assert no_head(x).shape == (2, 128)
     model.train()
     model.set_grad_checkpointing(True)
@@ -231,11 +224,11 @@ def test_timm_interface():
     model(x).sum().backward()
     assert model.patch_embed.proj.weight.grad is not None
     with pytest.raises(ValueError, match='global_pool'):
-        timm.create_model('litv2_s', global_pool='max', **TINY)
+        timm.create_model('litv2_s', global_pool='max', **TINY_ARCH)
     with pytest.raises(ValueError, match='num_classes'):
         model.reset_classifier(-1)
     with pytest.raises(ValueError, match='out_indices'):
-        LITv2Classifier(out_indices=(3, ), **TINY)
+        LITv2Classifier(out_indices=(3, ), **TINY_ARCH)
 
 
 def test_timm_checkpoint_initialises_detection_backbone(tmp_path):
@@ -244,7 +237,7 @@ def test_timm_checkpoint_initialises_detection_backbone(tmp_path):
     only the detection output norms start fresh."""
     from mmdet.registry import MODELS
     from mmengine.registry import DefaultScope
-    classifier = timm.create_model('litv2_s', **TINY)
+    classifier = timm.create_model('litv2_s', **TINY_ARCH)
     randomize_(classifier)
     optimizer = torch.optim.AdamW(classifier.parameters())
     path = tmp_path / 'model_best.pth.tar'

@@ -11,10 +11,15 @@ def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
             expected.abs().max().clamp_min(1e-12)).item()
 
 
+# The architecture of the small LITv2 of the tests (no window, no drop path:
+# callers that keep a model's own defaults for those use this alone).
+TINY_ARCH = dict(embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8),
+                 alpha=0.5)
+
+
 def tiny_kwargs(**overrides):
     """A small LITv2 for tests where the architecture is not what is tested."""
-    kwargs = dict(embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8),
-                  local_ws=(0, 0, 2, 1), alpha=0.5, drop_path_rate=0.0)
+    kwargs = dict(TINY_ARCH, local_ws=(0, 0, 2, 1), drop_path_rate=0.0)
     kwargs.update(overrides)
     return kwargs
 
