@@ -103,8 +103,10 @@ def write_table(args, flops, fps, load_before, start):
 {cpu_model()}, {os.cpu_count()} CPU cores, no GPU, torch {_torch()} with \
 {threads} threads, fp32, random weights. Load average (1 min) \
 {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end \
-({minutes:.0f} min): other jobs shared the machine, so the FPS figures are \
-indicative only.
+({minutes:.0f} min; above the thread count means other jobs shared the \
+cores, and the FPS figures are then indicative only). Without a checkpoint \
+the heads keep PyTorch's default initialisation, so the detectors' \
+post-processing sees many more candidate boxes than a trained model's.
 
 FLOPs (G): multiply-adds at the paper's input size, `tools/get_flops.py`;
 "paper-comparable" leaves out DTM's deformable convolutions as the paper's
