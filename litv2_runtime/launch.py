@@ -173,3 +173,13 @@ def init_distributed_without_gpu(cfg: Config, launcher: str) -> None:
     if dist_cfg.get('timeout') is not None:
         dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
     torch.distributed.init_process_group(backend='gloo', **dist_cfg)
+
+
+def close_distributed() -> None:
+    """End a finished multi-process run cleanly: wait for every process, then
+    shut the process group down. Left to the interpreter's teardown, a gloo
+    group can abort a process that has finished its work ("terminate called
+    without an active exception")."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

@@ -20,7 +20,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 from litv2_runtime import CheckpointError  # noqa: E402
 from litv2_runtime.dataset_errors import DatasetNamingRunner  # noqa: E402
-from litv2_runtime.launch import (adapt_to_device, detect_task,  # noqa: E402
+from litv2_runtime.launch import (adapt_to_device,  # noqa: E402
+                                  close_distributed, detect_task,
                                   init_distributed_without_gpu, setup_task,
                                   task_runners)
 
@@ -124,6 +125,7 @@ def main(argv=None):
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
     metrics = runner.test()
+    close_distributed()
     return metrics
 
 

@@ -26,9 +26,9 @@ from mmengine.logging import print_log  # noqa: E402
 from litv2_runtime import CheckpointError, NonFiniteLossError  # noqa: E402
 from litv2_runtime.dataset_errors import DatasetNamingRunner  # noqa: E402
 from litv2_runtime.launch import (adapt_to_device,  # noqa: E402
-                                  add_reliability_hooks, detect_task,
-                                  init_distributed_without_gpu, setup_task,
-                                  task_runners)
+                                  add_reliability_hooks, close_distributed,
+                                  detect_task, init_distributed_without_gpu,
+                                  setup_task, task_runners)
 
 
 def parse_args(argv=None):
@@ -128,6 +128,7 @@ def main(argv=None):
         # data set faults are reported with the data set named
         runner = DatasetNamingRunner.from_cfg(cfg)
     runner.train()
+    close_distributed()
     return runner
 
 
