@@ -41,6 +41,24 @@ class PatchEmbed(nn.Module):
         return self.norm(x) if self.norm is not None else x.contiguous()
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous.
+
+    The stage output feeds layout-changing ops (the NCHW output copy, DTM's
+    grid_sample), whose backward hands back NCHW-strided gradients. Without
+    this, that layout would run back through the whole residual stream and
+    every linear layer's backward would copy it first.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+
 class LITv2Stage(nn.Module):
     """The blocks of one stage, then (except in the last stage) a DTM."""
 
@@ -59,7 +77,7 @@ class LITv2Stage(nn.Module):
                 x = cp.checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
-        return x
+        return _ContiguousGrad.apply(x) if x.requires_grad else x
 
 
 def _as_list(name: str, value) -> list:

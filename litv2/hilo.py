@@ -133,7 +133,9 @@ class HiLo(nn.Module):
         # -> (3, B*windows, heads, s*s, head_dim)
         qkv = qkv.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(
             3, b * gh * gw, heads, s * s, hd)
-        out = self._attend(qkv[0], qkv[1], qkv[2])
+        # unbind: one stacked gradient in backward, not three zero-filled
+        # tensors of the full size summed together.
+        out = self._attend(*qkv.unbind(0))
         out = out.view(b, gh, gw, heads, s, s, hd).permute(0, 1, 4, 2, 5, 3, 6)
         return self.h_proj(out.reshape(b, h, w, heads * hd))
 
@@ -149,7 +151,7 @@ class HiLo(nn.Module):
         else:
             kv_src = x.reshape(b, h * w, c)
         kv = self.l_kv(kv_src).view(b, -1, 2, heads, hd).permute(2, 0, 3, 1, 4)
-        out = self._attend(q, kv[0], kv[1])
+        out = self._attend(q, *kv.unbind(0))
         return self.l_proj(out.transpose(1, 2).reshape(b, h, w, heads * hd))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

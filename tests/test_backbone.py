@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from litv2 import LITV2_ARCHS, LITv2, local_windows
-from tests.utils import rel_err, tiny_kwargs
+from tests.utils import TINY_ARCH, rel_err, tiny_kwargs
 
 
 @pytest.mark.parametrize('arch', ['s', 'm', 'b'])
@@ -180,3 +180,17 @@ def test_custom_imports_in_a_config(tmp_path):
     from mmdet.registry import MODELS
     model = MODELS.build(cfg.model)
     assert model.layers[2].blocks[0].attn.window_size == 4
+
+
+def test_residual_stream_gradient_stays_token_contiguous():
+    # The NCHW outputs and DTM's grid_sample hand back NCHW-strided
+    # gradients; each stage makes them (B, H, W, C)-contiguous again so the
+    # linear layers' backward does not copy them first.
+    model = LITv2(**tiny_kwargs(out_indices=(0, 1, 2, 3))).train()
+    layouts = []
+    for block in (b for stage in model.layers for b in stage.blocks):
+        block.mlp.fc2.register_full_backward_hook(
+            lambda m, grad_in, grad_out: layouts.append(
+                grad_out[0].is_contiguous()))
+    sum(o.square().sum() for o in model(torch.randn(2, 3, 64, 64))).backward()
+    assert len(layouts) == sum(TINY_ARCH['depths']) and all(layouts)
