@@ -1,7 +1,7 @@
 """Speed of the project's LITv2 backbone against the straightforward
 reference algorithm (benchmarks/reference_litv2.py), on identical weights.
 
-    python benchmarks/bench_hilo.py [--archs s m b] [--windows 2] [--repeat 3]
+    python benchmarks/bench_hilo.py [--archs s m b] [--windows 2] [--repeat 5]
         [--infer-shape 800 1280] [--train-shape 512 512] [--threads N]
         [--profile] [--memory] [--markdown FILE]
 
@@ -10,6 +10,12 @@ forward + backward of the sum of squared outputs, train mode. The two models
 run alternately (baseline, project, baseline, ...) in one process so that
 machine-load drift hits both; the median of the repeats is reported, with
 the maximum relative difference of outputs (and of gradients for training).
+A third model runs in the same interleaving: the project's architecture with
+no HiLo layer at all (``local_ws`` 0 everywhere: ConvFFN blocks, DTM, norms).
+Its time is the part of a step that no attention speed-up can remove, so
+``baseline / no-HiLo`` bounds the speed-up any HiLo implementation can give.
+The share of CPU time the hypervisor stole during the timed runs (Linux
+``/proc/stat``) is printed: a large value means the figures are noisy.
 ``--memory`` runs each model alone in a fresh process and reports the peak
 resident memory that one inference / training step adds (Linux VmHWM, reset
 after the model is built).
@@ -36,6 +42,28 @@ def rel_err(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
 
 
+def build_hilo_free(arch):
+    """The project's backbone of ``arch`` with every block attention-free."""
+    cfg = dict(LITV2_ARCHS[arch], alpha=0.9, local_ws=(0, 0, 0, 0))
+    return LITv2(**cfg, drop_path_rate=0.0)
+
+
+def cpu_ticks():
+    """(all, stolen) CPU ticks since boot, or None where /proc/stat is not."""
+    try:
+        with open('/proc/stat') as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return None
+    return sum(fields[:8]), fields[7]
+
+
+def steal_share(start, end):
+    if start is None or end is None or end[0] == start[0]:
+        return float('nan')
+    return (end[1] - start[1]) / (end[0] - start[0])
+
+
 def build_pair(arch, window, seed=0):
     cfg = dict(LITV2_ARCHS[arch], alpha=0.9, local_ws=local_windows(window))
     baseline = randomize_(build_reference_backbone(**cfg), seed)
@@ -53,9 +81,10 @@ def timed(fn):
     return time.perf_counter() - start, result
 
 
-def bench_inference(baseline, project, shape, repeat):
+def bench_inference(baseline, project, hilo_free, shape, repeat):
     x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
-    models = dict(baseline=baseline.eval(), project=project.eval())
+    models = dict(baseline=baseline.eval(), project=project.eval(),
+                  hilo_free=hilo_free.eval())
     times = {k: [] for k in models}
     outs = {}
     with torch.no_grad():
@@ -69,9 +98,10 @@ def bench_inference(baseline, project, shape, repeat):
     return {k: statistics.median(v) for k, v in times.items()}, err
 
 
-def bench_training(baseline, project, shape, repeat):
+def bench_training(baseline, project, hilo_free, shape, repeat):
     x = torch.randn(2, 3, *shape, generator=torch.Generator().manual_seed(0))
-    models = dict(baseline=baseline.train(), project=project.train())
+    models = dict(baseline=baseline.train(), project=project.train(),
+                  hilo_free=hilo_free.train())
 
     def step(m):
         m.zero_grad(set_to_none=True)
@@ -89,6 +119,7 @@ def bench_training(baseline, project, shape, repeat):
             t, _ = timed(lambda: step(m))
             times[k].append(t)
     # Gradients of one more step from identical BN statistics.
+    del models['hilo_free']
     for k, m in models.items():
         m.load_state_dict(state[k], strict=False)
         step(m)
@@ -170,7 +201,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--archs', nargs='+', default=['s', 'm', 'b'])
     parser.add_argument('--windows', nargs='+', type=int, default=[2])
-    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--repeat', type=int, default=5)
     parser.add_argument('--infer-shape', nargs=2, type=int, default=[800, 1280])
     parser.add_argument('--train-shape', nargs=2, type=int, default=[512, 512])
     parser.add_argument('--no-train', action='store_true')
@@ -194,29 +225,34 @@ def main():
     lines = [f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
              f'fp32 matmul peak (2048^3): {matmul_peak():.0f} GFLOP/s', '',
              '| model | mode | input | baseline s | project s | speed-up | '
-             'max rel. diff |', '|---|---|---|---|---|---|---|']
+             'no-HiLo s | bound | max rel. diff |',
+             '|---|---|---|---|---|---|---|---|---|']
     print(lines[0], flush=True)
+    ticks_start = cpu_ticks()
     for arch in args.archs:
+        hilo_free = build_hilo_free(arch)
         for window in args.windows:
             baseline, project = build_pair(arch, window)
             name = f'LITv2-{arch.upper()} w{window}'
-            t, err = bench_inference(baseline, project, args.infer_shape,
-                                     args.repeat)
-            row = (f'| {name} | inference | 1x3x{args.infer_shape[0]}x'
-                   f'{args.infer_shape[1]} | {t["baseline"]:.2f} | '
-                   f'{t["project"]:.2f} | {t["baseline"] / t["project"]:.2f}x '
-                   f'| {err:.1e} |')
-            lines.append(row)
-            print(row, flush=True)
+            runs = [('inference', 1, args.infer_shape, bench_inference)]
             if not args.no_train:
-                t, err = bench_training(baseline, project, args.train_shape,
-                                        args.repeat)
-                row = (f'| {name} | train step | 2x3x{args.train_shape[0]}x'
-                       f'{args.train_shape[1]} | {t["baseline"]:.2f} | '
-                       f'{t["project"]:.2f} | '
-                       f'{t["baseline"] / t["project"]:.2f}x | {err:.1e} |')
+                runs.append(('train step', 2, args.train_shape, bench_training))
+            for mode, batch, shape, bench in runs:
+                t, err = bench(baseline, project, hilo_free, shape,
+                               args.repeat)
+                row = (f'| {name} | {mode} | {batch}x3x{shape[0]}x{shape[1]} '
+                       f'| {t["baseline"]:.2f} | {t["project"]:.2f} | '
+                       f'{t["baseline"] / t["project"]:.2f}x | '
+                       f'{t["hilo_free"]:.2f} | '
+                       f'{t["baseline"] / t["hilo_free"]:.2f}x | {err:.1e} |')
                 lines.append(row)
                 print(row, flush=True)
+    stolen = steal_share(ticks_start, cpu_ticks())
+    lines += ['', f'Median of {args.repeat} interleaved runs. no-HiLo: the '
+              'same backbone without any HiLo layer (what no attention '
+              'speed-up can remove); bound = baseline / no-HiLo. CPU time '
+              f'stolen by the hypervisor during the runs: {100 * stolen:.1f}%.']
+    print(lines[-1], flush=True)
     if args.memory:
         lines += ['', 'Peak resident memory added by one step (MiB, each '
                   'model alone in a fresh process):', '',
