@@ -7,6 +7,7 @@ _base_ = [
     'mmseg::_base_/models/fpn_r50.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py',
+    './_base_/toy_litv2.py',
 ]
 custom_imports = dict(imports=['mmseg_litv2'], allow_failed_imports=False)
 
@@ -23,18 +24,8 @@ norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop_size, test_cfg=dict(size_divisor=32)),
     pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='LITv2',
-        embed_dim=32,
-        depths=[1, 1, 2, 1],
-        num_heads=[1, 2, 4, 8],
-        alpha=0.5,
-        local_ws=[0, 0, 2, 1],
-        drop_path_rate=0.0,
-        out_indices=(0, 1, 2, 3),
-        init_cfg=None),  # trained from scratch: nothing to download
-    neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
+    backbone={{_base_.litv2_backbone}},
+    neck={{_base_.litv2_neck}},
     decode_head=dict(
         in_channels=[64, 64, 64, 64],
         channels=64,

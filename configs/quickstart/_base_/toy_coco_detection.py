@@ -1,11 +1,12 @@
 # What the quickstart detectors share: the toy shapes data set
-# (tools/make_toy_dataset.py writes it to data/toy), a small LITv2 backbone
-# trained from scratch, and a short CPU schedule. The detector configs add
-# their model's base and heads.
+# (tools/make_toy_dataset.py writes it to data/toy), the small LITv2 backbone
+# of ./toy_litv2.py, and a short CPU schedule. The detector configs add their
+# model's base and heads.
 _base_ = [
     'mmdet::_base_/datasets/coco_detection.py',
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
+    './toy_litv2.py',
 ]
 custom_imports = dict(imports=['mmdet_litv2'], allow_failed_imports=False)
 
@@ -15,22 +16,6 @@ metainfo = dict(
     palette=[(220, 20, 60), (0, 130, 200), (255, 200, 0)])
 img_scale = (160, 160)
 max_epochs = 8
-neck_channels = 64
-
-# The small LITv2 and its FPN widths (the detectors put them in their model;
-# a base of a config with a model base of its own cannot hold `model`).
-litv2_backbone = dict(
-    _delete_=True,
-    type='LITv2',
-    embed_dim=32,
-    depths=[1, 1, 2, 1],
-    num_heads=[1, 2, 4, 8],
-    alpha=0.5,
-    local_ws=[0, 0, 2, 1],
-    drop_path_rate=0.0,
-    out_indices=(0, 1, 2, 3),
-    init_cfg=None)  # trained from scratch: nothing to download
-litv2_neck = dict(in_channels=[32, 64, 128, 256], out_channels=neck_channels)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
