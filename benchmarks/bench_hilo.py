@@ -8,8 +8,9 @@ reference algorithm (benchmarks/reference_litv2.py), on identical weights.
 Inference: batch 1, fp32, eval mode, no grad. Training step: batch 2,
 forward + backward of the sum of squared outputs, train mode. The models
 run alternately (baseline, project, no-HiLo, baseline, ...) in one process so
-that machine-load drift hits all of them; the median of the repeats is reported, with
-the maximum relative difference of outputs (and of gradients for training).
+that machine-load drift hits all of them; the median of the repeats is
+reported, with the maximum relative difference of outputs (and of gradients
+for training).
 A third model runs in the same interleaving: the project's architecture with
 no HiLo layer at all (``local_ws`` 0 everywhere: ConvFFN blocks, DTM, norms).
 Its time is the part of a step that no attention speed-up can remove, so
