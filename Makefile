@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.env-stamp
 ENV_INPUTS := tools/setup_env.sh pyproject.toml $(wildcard requirements/*.txt)
 
-.PHONY: env demo demo-backbone test bench-hilo bench-detector bench bench-cls clean-env
+.PHONY: env demo demo-backbone test bench-hilo bench-detector bench bench-cls bench-amp clean-env
 
 env: $(STAMP)
 
@@ -31,6 +31,11 @@ bench-hilo: $(STAMP)
 # Whole RetinaNet LITv2-S (tools/fps.py, 1280x800, CPU): project vs baseline backbone.
 bench-detector: $(STAMP)
 	$(PY) benchmarks/bench_detector.py --markdown benchmarks/results_detector.md
+
+# bf16 autocast vs fp32 (CPU): backbone S/M/B and RetinaNet-S speed, with the
+# per-stage error against fp32 beside it.
+bench-amp: $(STAMP)
+	$(PY) benchmarks/bench_amp.py --markdown benchmarks/results_amp.md
 
 # Params, FLOPs and CPU FPS of the 15 paper configs (markdown table).
 bench: $(STAMP)

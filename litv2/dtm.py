@@ -22,14 +22,19 @@ def deformable_sampling_grid(offset: torch.Tensor, height: int, width: int,
             row-major over the kernel (mmcv / torchvision layout).
         height, width: size of the sampled map (each >= 2).
     Returns:
-        ``(B, k*Ho, k*Wo, 2)`` grid of (x, y) in [-1, 1] coordinates.
+        ``(B, k*Ho, k*Wo, 2)`` grid of (x, y) in [-1, 1] coordinates, in
+        fp32 (fp64 for an fp64 offset).
     """
     b, _, ho, wo = offset.shape
     k = kernel_size
     off = offset.view(b, k, k, 2, ho, wo).permute(0, 4, 1, 5, 2, 3)
     off = off.reshape(b, k * ho, k * wo, 2)
-    rows = torch.arange(k * ho, dtype=offset.dtype, device=offset.device)
-    cols = torch.arange(k * wo, dtype=offset.dtype, device=offset.device)
+    # Positions in at least fp32, whatever the offset's dtype: under autocast
+    # ``conv_offset`` gives bf16/fp16, whose 8/11-bit mantissas would put a
+    # sample at column 300 one or two pixels (bf16) or a quarter pixel (fp16)
+    # away. Adding the fp32 index promotes the sum (fp64 stays fp64).
+    rows = torch.arange(k * ho, dtype=torch.float32, device=offset.device)
+    cols = torch.arange(k * wo, dtype=torch.float32, device=offset.device)
     y = (off[..., 0] + rows.view(-1, 1)) * (2.0 / (height - 1)) - 1.0
     x = (off[..., 1] + cols) * (2.0 / (width - 1)) - 1.0
     return torch.stack((x, y), dim=-1)
@@ -89,9 +94,13 @@ class DeformConv2dWithBias(nn.Module):
                              f'2x2, got {height}x{width}')
         grid = deformable_sampling_grid(self.conv_offset(x), height, width,
                                         self.kernel_size)
-        sampled = F.grid_sample(x, grid, mode='bilinear',
+        # Bilinear weights in the grid's precision (>= fp32; autocast casts
+        # grid_sample to fp32 on CPU and CUDA anyway); a model converted to
+        # fp16/bf16 as a whole gets its own dtype back for the convolution.
+        sampled = F.grid_sample(x.to(grid.dtype), grid, mode='bilinear',
                                 padding_mode='zeros', align_corners=True)
-        return F.conv2d(sampled, self.weight, self.bias, stride=self.stride)
+        return F.conv2d(sampled.to(x.dtype), self.weight, self.bias,
+                        stride=self.stride)
 
 
 class DeformableTokenMerging(nn.Module):

@@ -3,12 +3,15 @@ checkpoints as data only (``weights_only=True`` with an allow-list), writing
 them atomically, restoring random states on resume, stopping at a non-finite
 loss, and the task detection / device adaptation of ``tools/train.py`` and
 ``tools/test.py``. Importing it registers the hooks ``AtomicCheckpointHook``,
-``RandomStateHook`` and ``FiniteLossHook`` in mmengine's ``HOOKS``."""
+``RandomStateHook`` and ``FiniteLossHook`` in mmengine's ``HOOKS`` and
+``CPUAutocastOptimWrapper`` (bf16 training on a CPU) in ``OPTIM_WRAPPERS``."""
 from .atomic_checkpoint import (AtomicCheckpointHook, AtomicLocalBackend,
                                 write_atomically)
 from .checkpoint_io import (CheckpointError, CorruptCheckpointError,
                             UnsafeCheckpointError, load_from_file_weights_only,
                             use_safe_checkpoint_loader)
+from .cpu_amp import (CPUAutocastOptimWrapper, CPUBF16Error,
+                      cpu_bf16_support, require_cpu_bf16)
 from .checkpoint_types import (allow_mmengine_checkpoint_types,
                                mmengine_checkpoint_types)
 from .finite_loss import FiniteLossHook, NonFiniteLossError
@@ -20,5 +23,6 @@ __all__ = [
     'load_from_file_weights_only', 'use_safe_checkpoint_loader',
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'write_atomically',
     'RandomStateHook', 'get_rng_state', 'set_rng_state', 'FiniteLossHook',
-    'NonFiniteLossError'
+    'NonFiniteLossError', 'CPUAutocastOptimWrapper', 'CPUBF16Error',
+    'cpu_bf16_support', 'require_cpu_bf16'
 ]

@@ -12,6 +12,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from .checkpoint_io import use_safe_checkpoint_loader
+from .cpu_amp import cpu_bf16_support
 
 # task (the config's default_scope) -> the plugin that registers LITv2 there
 PLUGINS = {'mmdet': 'mmdet_litv2', 'mmseg': 'mmseg_litv2'}
@@ -113,7 +114,8 @@ def adapt_to_device(cfg: Config, launcher: str) -> None:
     """Without CUDA, change in place what a GPU config cannot do on a CPU:
 
     * ``AmpOptimWrapper`` (mmengine refuses it without a GPU) becomes
-      ``OptimWrapper``: training runs in fp32;
+      ``CPUAutocastOptimWrapper`` (bf16 autocast) on a CPU with native bf16
+      arithmetic, ``OptimWrapper`` (fp32) on others;
     * with a launcher: the process group uses gloo instead of NCCL, DDP gets
       no ``device_ids``, and SyncBN (CUDA only in torch) becomes BN.
 
@@ -123,10 +125,18 @@ def adapt_to_device(cfg: Config, launcher: str) -> None:
         return
     optim = cfg.get('optim_wrapper')
     if optim is not None and optim.get('type') == 'AmpOptimWrapper':
-        optim['type'] = 'OptimWrapper'
         for key in ('loss_scale', 'dtype', 'use_fsdp'):
             optim.pop(key, None)
-        _warn('no GPU: AmpOptimWrapper replaced by OptimWrapper (fp32)')
+        bf16, found = cpu_bf16_support()
+        if bf16:
+            optim['type'] = 'CPUAutocastOptimWrapper'
+            optim['dtype'] = 'bfloat16'
+            _warn(f'no GPU: AmpOptimWrapper replaced by '
+                  f'CPUAutocastOptimWrapper (bf16 autocast; {found})')
+        else:
+            optim['type'] = 'OptimWrapper'
+            _warn(f'no GPU: AmpOptimWrapper replaced by OptimWrapper (fp32; '
+                  f'no bf16 arithmetic: {found})')
     if launcher == 'none':
         return  # mmengine's Runner reverts SyncBN itself when not distributed
     env_cfg = cfg.setdefault('env_cfg', {})

@@ -34,7 +34,7 @@ def test_cpu_train_memory_holds_weights_and_gradients():
     """Peak RSS growth of a forward/backward (fresh process) is at least the
     weights plus their gradients (2 x 27.8 M fp32 values)."""
     peak = bench.peak_memory('litv2_s', 'cpu', train=True, batch_size=1,
-                             amp=False, threads=1)
+                             amp=None, threads=1)
     assert peak > 2 * 27.8e6 * 4
 
 
@@ -46,3 +46,16 @@ def test_bad_arguments():
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit):
             bench.parse_args(['--device', 'cuda'])
+        with pytest.raises(SystemExit):
+            bench.parse_args(['--device', 'cpu', '--amp', 'fp16'])
+
+
+def test_amp_choice_follows_the_device(monkeypatch):
+    assert bench.parse_args(['--device', 'cpu']).amp is None
+    monkeypatch.setenv('LITV2_ASSUME_NO_CPU_BF16', '1')
+    with pytest.raises(SystemExit):  # emulated bf16 is no speed path
+        bench.parse_args(['--device', 'cpu', '--amp'])
+    monkeypatch.delenv('LITV2_ASSUME_NO_CPU_BF16')
+    from litv2_runtime import cpu_bf16_support
+    if cpu_bf16_support()[0]:
+        assert bench.parse_args(['--device', 'cpu', '--amp']).amp == 'bf16'

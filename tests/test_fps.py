@@ -94,6 +94,23 @@ def test_fps_cuda_and_fp16_without_a_gpu(fps, capsys):
     with pytest.raises(SystemExit):
         fps.main([RETINANET_TOY, '--device', 'cuda'])
     assert 'no CUDA device' in capsys.readouterr().err
+    for amp in (['--fp16'], ['--amp', 'fp16']):
+        with pytest.raises(SystemExit):
+            fps.main([RETINANET_TOY] + amp)
+        assert '--amp fp16 needs --device cuda' in capsys.readouterr().err
+
+
+def test_fps_bf16_on_cpu(fps, capsys, monkeypatch):
+    """bf16 autocast runs where the CPU has bf16 arithmetic and is refused
+    in one line where it has not (emulated bf16 is no speed path)."""
+    from litv2_runtime import cpu_bf16_support
+    if cpu_bf16_support()[0]:
+        result = fps.main([RETINANET_TOY, '--shape', '48', '64', '--amp',
+                           'bf16', '--device', 'cpu'] + FEW)
+        assert result['amp'] == 'bf16' and result['fps'] > 0
+        assert 'bf16 autocast' in capsys.readouterr().out
+    monkeypatch.setenv('LITV2_ASSUME_NO_CPU_BF16', '1')
     with pytest.raises(SystemExit):
-        fps.main([RETINANET_TOY, '--fp16'])
-    assert '--fp16 needs --device cuda' in capsys.readouterr().err
+        fps.main([RETINANET_TOY, '--amp', 'bf16', '--device', 'cpu'])
+    err = capsys.readouterr().err
+    assert '--amp bf16: bf16 on this CPU would be emulated' in err

@@ -13,6 +13,7 @@ import torch
 from mmengine.config import Config
 
 from benchmarks.reference_litv2 import build_reference_backbone, randomize_
+from litv2_runtime import CPUAutocastOptimWrapper, cpu_bf16_support
 from litv2_runtime.launch import adapt_to_device, detect_task
 from tests.tiny_data import (CONFIGS, REPO, TINY_BACKBONE, make_ade, make_coco,
                              tiny_det_config, tiny_seg_config)
@@ -75,11 +76,21 @@ def test_task_from_custom_imports_and_unknown_task():
 
 @NO_GPU
 def test_gpu_settings_are_adapted_without_a_gpu():
+    # AMP: bf16 autocast on a CPU with bf16 arithmetic, fp32 on others
     cfg = Config.fromfile(str(CONFIGS / 'retinanet_litv2_s_w2.py'))
     adapt_to_device(cfg, 'none')
-    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    assert cfg.optim_wrapper.type == ('CPUAutocastOptimWrapper'
+                                      if cpu_bf16_support()[0]
+                                      else 'OptimWrapper')
     assert 'loss_scale' not in cfg.optim_wrapper
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'  # one process: untouched
+    os.environ['LITV2_ASSUME_NO_CPU_BF16'] = '1'
+    try:
+        cfg = Config.fromfile(str(CONFIGS / 'retinanet_litv2_s_w2.py'))
+        adapt_to_device(cfg, 'none')
+    finally:
+        del os.environ['LITV2_ASSUME_NO_CPU_BF16']
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
 
     cfg = Config.fromfile(str(CONFIGS / 'semantic_fpn_litv2_s_ade20k.py'))
     adapt_to_device(cfg, 'pytorch')
@@ -142,6 +153,33 @@ def test_mask_rcnn_train_and_test(tools, tmp_path):
     metrics = test.main([str(cfg), str(tmp_path / 'work' / 'epoch_1.pth'),
                          '--work-dir', str(tmp_path / 'test')])
     assert {'coco/bbox_mAP', 'coco/segm_mAP'} <= set(metrics)
+
+
+@NO_GPU
+def test_amp_training_on_cpu(tools, tmp_path, monkeypatch):
+    """--amp without a GPU: bf16 autocast where the CPU computes bf16
+    (the forward and loss run under it), a one-line refusal where not."""
+    train, _ = tools
+    cfg = tiny_seg_config(tmp_path / 'fpn.py', 'semantic_fpn_litv2_s_ade20k',
+                          make_ade(tmp_path / 'ade'))
+    if cpu_bf16_support()[0]:
+        runner = train.main([str(cfg), '--amp', '--work-dir',
+                             str(tmp_path / 'work')])
+        wrapper = runner.optim_wrapper
+        assert isinstance(wrapper, CPUAutocastOptimWrapper)
+        assert (tmp_path / 'work' / 'iter_2.pth').is_file()
+        with wrapper.optim_context(runner.model):
+            assert torch.is_autocast_enabled('cpu')
+            assert torch.get_autocast_dtype('cpu') == torch.bfloat16
+    monkeypatch.setenv('LITV2_ASSUME_NO_CPU_BF16', '1')
+    run = subprocess.run(
+        [sys.executable, 'tools/train.py', str(cfg), '--amp', '--work-dir',
+         str(tmp_path / 'refused')], cwd=REPO, capture_output=True,
+        text=True, timeout=300)
+    assert run.returncode != 0
+    assert run.stderr.strip().splitlines()[-1].startswith(
+        'CPUBF16Error: --amp: bf16 on this CPU would be emulated')
+    assert 'Traceback' not in run.stderr
 
 
 def test_segmentation_train_test(tools, tmp_path):

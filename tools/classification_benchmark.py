@@ -2,7 +2,8 @@
 
     python tools/classification_benchmark.py [--models litv2_s litv2_m ...]
         [--batch-size 64] [--runs 30] [--warmup 50] [--device cpu|cuda]
-        [--threads N] [--amp] [--skip flops throughput test-mem train-mem]
+        [--threads N] [--amp [bf16|fp16]]
+        [--skip flops throughput test-mem train-mem]
         [--markdown FILE]
 
 The paper (RTX 3090, batch 64): throughput = images per second of the
@@ -52,9 +53,13 @@ def build(name: str, device: str):
     return model, size
 
 
-def autocast(device: str, enabled: bool):
-    dtype = torch.float16 if device == 'cuda' else torch.bfloat16
-    return torch.autocast(device, dtype=dtype, enabled=enabled)
+AMP_DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
+
+
+def autocast(device: str, amp):
+    """``torch.autocast`` with ``amp`` ('bf16', 'fp16'); None: fp32."""
+    return torch.autocast(device, dtype=AMP_DTYPES.get(amp, torch.float32),
+                          enabled=amp is not None)
 
 
 def synchronize(device: str):
@@ -137,7 +142,7 @@ def peak_memory(name, device, train, batch_size, amp, threads):
         return peak
     child = subprocess.run(
         [sys.executable, __file__, _CHILD_FLAG, name, str(int(train)),
-         str(batch_size), str(int(amp)), str(threads)],
+         str(batch_size), str(amp), str(threads)],
         capture_output=True, text=True)
     if child.returncode != 0:
         raise RuntimeError(f'memory measurement of {name} failed in its '
@@ -158,9 +163,11 @@ def parse_args(argv=None):
                         help='default: cuda if available')
     parser.add_argument('--threads', type=int, default=None,
                         help='CPU threads (default: torch\'s)')
-    parser.add_argument('--amp', action='store_true',
-                        help='autocast (fp16 on CUDA, bf16 on CPU); the '
-                        'paper trained and measured with apex O1')
+    parser.add_argument('--amp', nargs='?', metavar='{bf16,fp16}',
+                        const='default',
+                        help='autocast with this dtype (without one: fp16 on '
+                        'CUDA, bf16 on CPU; bf16 on a CPU needs bf16 '
+                        'arithmetic); the paper measured with apex O1')
     parser.add_argument('--skip', nargs='+', default=[], choices=MEASURES)
     parser.add_argument('--markdown', help='also write the table here')
     args = parser.parse_args(argv)
@@ -175,6 +182,18 @@ def parse_args(argv=None):
         args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
     elif args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: no CUDA device is available')
+    if args.amp not in (None, 'default', *AMP_DTYPES):
+        parser.error(f'--amp: choose bf16 or fp16, got {args.amp!r}')
+    if args.amp == 'default':
+        args.amp = 'fp16' if args.device == 'cuda' else 'bf16'
+    if args.amp == 'fp16' and args.device == 'cpu':
+        parser.error('--amp fp16 needs --device cuda (on a CPU: --amp bf16)')
+    if args.amp == 'bf16' and args.device == 'cpu':
+        from litv2_runtime.cpu_amp import CPUBF16Error, require_cpu_bf16
+        try:
+            require_cpu_bf16('--amp bf16')
+        except CPUBF16Error as err:
+            parser.error(str(err))
     return args
 
 
@@ -188,7 +207,7 @@ def main(argv=None):
              f'CPU, {threads} threads')
     header = (f'LITv2 classifiers on {where}: batch {args.batch_size}, '
               f'{args.runs} timed runs after {args.warmup} warm-up, '
-              f'{"AMP" if args.amp else "fp32"}; memory = '
+              f'{args.amp + " autocast" if args.amp else "fp32"}; memory = '
               + ('torch.cuda.max_memory_allocated' if args.device == 'cuda'
                  else 'peak RSS growth of a fresh process'))
     lines = [header, '',
@@ -231,7 +250,7 @@ def main(argv=None):
 if __name__ == '__main__':
     if sys.argv[1:2] == [_CHILD_FLAG]:
         name, train, batch, amp, threads = sys.argv[2:]
-        _peak_memory_child(name, bool(int(train)), int(batch), bool(int(amp)),
-                           int(threads))
+        _peak_memory_child(name, bool(int(train)), int(batch),
+                           None if amp == 'None' else amp, int(threads))
     else:
         main()

@@ -3,7 +3,7 @@
 own benchmark measures it (the method behind the paper's FPS column).
 
     python tools/fps.py CONFIG [CHECKPOINT] [--num-images N] [--warmup W]
-        [--repeat R] [--shape H [W]] [--device cpu|cuda] [--fp16]
+        [--repeat R] [--shape H [W]] [--device cpu|cuda] [--amp bf16|fp16]
         [--json FILE] [--cfg-options ...] [--launcher none|pytorch|...]
 
 Batch 1; for each image, ``model.test_step`` (data preprocessor, forward and
@@ -23,6 +23,12 @@ model would).
 With ``--launcher pytorch`` (``torchrun``), every process measures its own
 share (images of the test set dealt out between them) and rank 0's
 closing line is the sum of their FPS.
+
+``--amp bf16`` runs under ``torch.autocast`` with bfloat16, on a GPU or on a
+CPU with bf16 arithmetic (AVX512-BF16, AMX; refused on others, where it would
+be emulated); ``--amp fp16`` (``--fp16``) on a GPU only, CPUs having no fp16
+arithmetic to speak of. DTM's sampling positions stay in fp32 under both
+(README, mixed precision).
 """
 import argparse
 import itertools
@@ -47,9 +53,13 @@ from mmengine.runner import Runner  # noqa: E402
 from mmengine.utils import ProgressBar  # noqa: E402
 
 from litv2_runtime.inference_model import (PAPER_SHAPES,  # noqa: E402
+                                           autocast_network,
                                            build_inference_model,
                                            load_config, synthetic_batch)
+from litv2_runtime.cpu_amp import CPUBF16Error, require_cpu_bf16  # noqa
 from litv2_runtime.launch import init_distributed_without_gpu  # noqa: E402
+
+AMP_DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
 
 
 def parse_args(argv=None):
@@ -73,9 +83,12 @@ def parse_args(argv=None):
         '512 512 (segmentation)')
     parser.add_argument('--device', choices=['cpu', 'cuda'],
                         default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--fp16', action='store_true',
-                        help='run under torch.autocast with float16 '
-                        '(GPU only)')
+    parser.add_argument('--amp', choices=['bf16', 'fp16'],
+                        help='run under torch.autocast with this dtype '
+                        '(bf16: GPU, or a CPU with bf16 arithmetic; fp16: '
+                        'GPU only)')
+    parser.add_argument('--fp16', action='store_const', dest='amp',
+                        const='fp16', help='the same as --amp fp16')
     parser.add_argument('--json', help='also write the figures to this file')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
@@ -97,10 +110,19 @@ def parse_args(argv=None):
                      f'{args.shape}')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: torch sees no CUDA device')
-    if args.fp16 and args.device != 'cuda':
+    if args.amp == 'fp16' and args.device != 'cuda':
         # CPU float16 kernels are slower than float32 (no native fp16
         # arithmetic on most CPUs): an fp16 speed is only meaningful on a GPU
-        parser.error('--fp16 needs --device cuda')
+        parser.error('--amp fp16 needs --device cuda (on a CPU: --amp bf16)')
+    if args.amp == 'bf16' and args.device == 'cpu':
+        try:
+            require_cpu_bf16('--amp bf16')
+        except CPUBF16Error as err:
+            parser.error(str(err))
+    if (args.amp == 'bf16' and args.device == 'cuda'
+            and not torch.cuda.is_bf16_supported()):
+        parser.error('--amp bf16: this GPU has no bf16 support; use --amp '
+                     'fp16')
     if (args.checkpoint is not None and '://' not in args.checkpoint
             and not osp.isfile(args.checkpoint)):
         parser.error(f'checkpoint {args.checkpoint!r} not found')
@@ -144,14 +166,16 @@ def synchronize(device):
 def measure(model, batches, args, progress):
     """FPS of one repeat: ``args.warmup`` untimed images, then
     ``args.num_images`` timed ``test_step`` calls."""
-    autocast = (torch.autocast(args.device, dtype=torch.float16)
-                if args.fp16 else nullcontext())
+    # the network under autocast, post-processing (NMS, ...) in fp32
+    def autocast():
+        return (autocast_network(model, args.device, AMP_DTYPES[args.amp])
+                if args.amp else nullcontext())
     elapsed = 0.0
     for i in range(args.warmup + args.num_images):
         batch = next(batches)  # loading is not timed
         synchronize(args.device)
         start = time.perf_counter()
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), autocast():
             model.test_step(batch)
         synchronize(args.device)
         if i >= args.warmup:
@@ -224,7 +248,7 @@ def main(argv=None):
         ms_per_image=1000 / mean, peak_memory_mib=memory,
         peak_memory_kind=memory_kind, device=device,
         device_name=device_name(device), threads=torch.get_num_threads(),
-        fp16=args.fp16, world_size=world_size)
+        amp=args.amp, world_size=world_size)
     if world_size > 1:
         per_rank = [None] * world_size
         torch.distributed.all_gather_object(per_rank, mean)
@@ -235,7 +259,8 @@ def main(argv=None):
     print(f'{args.config}: {source}, batch 1, {args.num_images} images '
           f'x {args.repeat} repeat(s) after {args.warmup} warm-up image(s)')
     print(f'device: {device} ({result["device_name"]}), '
-          f'{result["threads"]} threads' + (', fp16' if args.fp16 else ''))
+          f'{result["threads"]} threads, '
+          + (f'{args.amp} autocast' if args.amp else 'fp32'))
     print(f'time per image: {1000 / mean:.1f} ms')
     print(f'peak memory: {memory:.0f} MiB ({memory_kind})')
     if world_size > 1:

@@ -14,7 +14,10 @@ then the metrics are printed. The exit status is 1 if the headline metric
 (box mAP, or mIoU for segmentation) is below ``--min-score``.
 
     python tools/quickstart.py [--config CONFIG] [--work-dir DIR]
-        [--data DIR] [--min-score S] [--cfg-options KEY=VALUE ...]
+        [--data DIR] [--min-score S] [--amp] [--cfg-options KEY=VALUE ...]
+
+``--amp`` trains under mixed precision (bf16 autocast on a CPU with bf16
+arithmetic, see tools/train.py); the test runs in fp32 either way.
 """
 import argparse
 import glob
@@ -53,6 +56,9 @@ def parse_args(argv=None):
     parser.add_argument('--min-score', type=float, default=None,
                         help='fail below this box mAP (default 0.3) or mIoU '
                         '(default 50)')
+    parser.add_argument('--amp', action='store_true',
+                        help='train with mixed precision (tools/train.py '
+                        '--amp)')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='passed on to tools/train.py and tools/test.py')
     return parser.parse_args(argv)
@@ -108,7 +114,8 @@ def main(argv=None):
     if osp.exists(last):
         os.remove(last)
     times['train'] = run(
-        [py, 'tools/train.py', config, '--work-dir', work_dir, *options],
+        [py, 'tools/train.py', config, '--work-dir', work_dir, *options]
+        + (['--amp'] if args.amp else []),
         'train')
     if not osp.isfile(last):
         raise SystemExit(f'[quickstart] training wrote no checkpoint '

@@ -7,7 +7,9 @@ task is read from the config. Same interface as mmdet's ``tools/train.py``.
         [--no-finite-loss-check] [--launcher {none,pytorch,slurm,mpi}]
 
 Several processes: ``tools/dist_train.sh CONFIG NUM_PROCESSES [args]``.
-Without a GPU the run is adapted (fp32 instead of AMP; gloo; BN for SyncBN).
+Without a GPU the run is adapted: AMP becomes bf16 autocast on a CPU with
+bf16 arithmetic (fp32 on others; ``--amp`` is refused there), gloo, BN for
+SyncBN.
 Checkpoints are read as data only and written atomically, random states are
 saved in them (exact ``--resume``), and a NaN/inf loss stops the run
 (litv2_runtime.launch.add_reliability_hooks).
@@ -23,7 +25,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
-from litv2_runtime import CheckpointError, NonFiniteLossError  # noqa: E402
+import torch  # noqa: E402
+from litv2_runtime import (CheckpointError, CPUBF16Error,  # noqa: E402
+                           NonFiniteLossError, require_cpu_bf16)
 from litv2_runtime.dataset_errors import DatasetNamingRunner  # noqa: E402
 from litv2_runtime.launch import (adapt_to_device,  # noqa: E402
                                   add_reliability_hooks, close_distributed,
@@ -95,6 +99,8 @@ def main(argv=None):
                                 osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
+        if not torch.cuda.is_available():
+            require_cpu_bf16('--amp')  # one line, before anything is built
         if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
             print_log(f'--amp: {args.config} already trains with AMP',
                       logger='current', level=logging.WARNING)
@@ -135,5 +141,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except (CheckpointError, NonFiniteLossError) as err:
+    except (CheckpointError, NonFiniteLossError, CPUBF16Error) as err:
         sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback
