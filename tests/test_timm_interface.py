@@ -286,6 +286,27 @@ def test_timm_models_need_only_torch_and_timm():
                    'backbone needs OpenMMLab: ModuleNotFoundError']
 
 
+def test_model_core_needs_only_torch():
+    """Without timm (and OpenMMLab), litv2 imports and its models run."""
+    code = textwrap.dedent('''
+        import sys
+        for name in ('timm', 'mmcv', 'mmengine', 'mmdet', 'mmseg'):
+            sys.modules[name] = None
+        import torch
+        import litv2
+        print(litv2.register_timm_models())
+        arch = dict(embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 4))
+        model = litv2.LITv2Classifier(num_classes=3, **arch).eval()
+        backbone = litv2.LITv2Backbone(out_indices=(1, 3), **arch).eval()
+        with torch.no_grad():
+            print(tuple(model(torch.zeros(1, 3, 40, 40)).shape),
+                  [o.shape[1] for o in backbone(torch.zeros(1, 3, 40, 40))])
+    ''')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert out == ['False', '(1, 3) [16, 64]']
+
+
 def test_import_litv2_does_nothing_else():
     """``import litv2`` registers the timm models and imports nothing of
     OpenMMLab or of the run-time support (whose import registers mmengine
