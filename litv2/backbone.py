@@ -1,7 +1,7 @@
 """LITv2 as a multi-scale backbone in plain PyTorch (the model of the
 detection / segmentation backbone; ``litv2_openmmlab.LITv2`` adds mmengine's
 ``init_cfg`` and config arguments on top)."""
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 from torch import nn

@@ -35,7 +35,8 @@ def test_padding_helpers():
     padded = pad_to_multiple(tokens, 4, channels_last=True)
     assert padded.shape == (2, 8, 12, 3)
     assert torch.equal(padded[:, :7, :10], tokens)
-    assert padded[:, 7:].abs().sum() == 0 and padded[:, :, 10:].abs().sum() == 0
+    assert padded[:, 7:].abs().sum() == 0
+    assert padded[:, :, 10:].abs().sum() == 0
     assert crop_tokens(padded, 7, 10).shape == (2, 7, 10, 3)
     assert crop_tokens(padded, 8, 12) is padded
     small = torch.randn(1, 2, 1, 3)

@@ -352,7 +352,26 @@ def test_group_matcher_depth_order():
     assert group_of['layers.2.blocks.0.attn.l_q.weight'] < group_of[
         'layers.2.downsample.norm_layer.weight'] == group_of[
             'layers.2.blocks.1.attn.l_q.weight']
-    assert group_of['norm.weight'] == group_of['layers.3.blocks.0.norm2.weight']
+    assert group_of['norm.weight'] == group_of[
+        'layers.3.blocks.0.norm2.weight']
     coarse = group_with_matcher(model.named_parameters(),
                                 model.group_matcher(coarse=True))
     assert len(coarse) == 6  # stem, four stages, head
+
+
+def test_features_only_loads_released_layout(tmp_path):
+    """features_only=True with pretrained weights: the file (reference
+    layout, {'model': ...}) loads strictly into the classifier before it is
+    wrapped and pruned."""
+    source = tiny().eval()
+    path = tmp_path / 'litv2_tiny.pth'
+    torch.save(dict(model=source.state_dict(), epoch=299), path)
+    features = timm.create_model(
+        'litv2_s', features_only=True, out_indices=(1, 2), pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(path)), **TINY_ARCH).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = source.forward_intermediates(x, indices=(1, 2),
+                                                intermediates_only=True)
+        for out, ref in zip(features(x), expected):
+            assert torch.equal(out, ref)
