@@ -1,31 +1,54 @@
-"""LITv2 with HiLo attention: the one implementation shared by the mmdet,
-mmseg and timm integrations (``mmdet_litv2``, ``mmseg_litv2``,
-``litv2.timm_models``)."""
+"""LITv2 with HiLo attention in plain PyTorch: the one implementation of the
+model shared by the timm classifiers (``litv2.timm_models``) and the
+OpenMMLab backbone (``litv2_openmmlab``, used by ``mmdet_litv2`` and
+``mmseg_litv2``).
+
+``import litv2`` needs only torch. When timm is installed it also registers
+the ImageNet classifiers ``litv2_s/m/b/b_384`` in timm's model registry, and
+does nothing else (no mmengine hooks, no checkpoint loaders: those belong to
+the plugins and tools).
+
+``litv2.LITv2``, the mmdet/mmseg backbone (an mmengine ``BaseModule``), is
+``litv2_openmmlab.LITv2``, imported on first use: it needs mmengine and mmcv.
+"""
 import importlib
 import importlib.util
 
 from .archs import LITV2_ARCHS, local_windows
-from .backbone import LITv2
+from .backbone import LITv2Backbone
 from .blocks import ConvFFN, LITv2Block
 from .classifier import LITv2Classifier
 from .dtm import DeformableTokenMerging, DeformConv2dWithBias
 from .hilo import HiLo, hilo_flops, hilo_head_split
+from .trunk import LITv2Trunk
 
 
 def register_timm_models() -> bool:
     """Register ``litv2_s``, ``litv2_m``, ``litv2_b``, ``litv2_b_384`` in
-    timm's model registry (by importing ``litv2.timm_models``). timm is an
-    optional dependency of the backbone: without it, nothing is registered
-    and False is returned."""
+    timm's model registry (by importing ``litv2.timm_models``; ``import
+    litv2`` already did when timm is installed). Without timm, nothing is
+    registered and False is returned."""
     if importlib.util.find_spec('timm') is None:
         return False
     importlib.import_module('litv2.timm_models')
     return True
 
 
+def __getattr__(name):
+    # The OpenMMLab backbone, kept importable as ``from litv2 import LITv2``
+    # without making mmengine/mmcv a dependency of ``import litv2``.
+    if name == 'LITv2':
+        from litv2_openmmlab import LITv2
+        return LITv2
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+register_timm_models()
+
 __version__ = '0.1.0'
 __all__ = [
-    'LITv2', 'LITv2Classifier', 'HiLo', 'hilo_flops', 'hilo_head_split',
-    'ConvFFN', 'LITv2Block', 'DeformableTokenMerging', 'DeformConv2dWithBias',
-    'LITV2_ARCHS', 'local_windows', 'register_timm_models'
+    'LITv2Backbone', 'LITv2Classifier', 'LITv2Trunk', 'HiLo', 'hilo_flops',
+    'hilo_head_split', 'ConvFFN', 'LITv2Block', 'DeformableTokenMerging',
+    'DeformConv2dWithBias', 'LITV2_ARCHS', 'local_windows',
+    'register_timm_models'
 ]

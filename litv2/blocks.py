@@ -1,12 +1,11 @@
 """The two kinds of LITv2 blocks: ConvFFN only (early stages) and HiLo + ConvFFN."""
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
-from mmcv.cnn import build_norm_layer
-from mmcv.cnn.bricks.drop import DropPath
 from torch import nn
 
 from .hilo import HiLo
+from .layers import DropPath
 
 
 class TokenDepthwiseConv(nn.Module):
@@ -46,26 +45,30 @@ class LITv2Block(nn.Module):
     """One LITv2 block on ``(B, H, W, C)`` tokens.
 
     ``window_size == 0`` builds the attention-free block of the early stages
-    (``x + FFN(LN(x))``); otherwise ``x + HiLo(LN(x))`` comes first.
+    (``x + FFN(LN(x))``, no ``norm1``/``attn``); otherwise
+    ``x + HiLo(LN(x))`` comes first. ``norm_layer(dim)`` builds the norms
+    (LayerNorm by default).
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int,
                  alpha: float, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  qk_scale: Optional[float] = None, drop: float = 0.0,
                  attn_drop: float = 0.0, drop_path: float = 0.0,
-                 norm_cfg: dict = dict(type='LN')):
+                 norm_layer: Callable[[int], nn.Module] = nn.LayerNorm):
         super().__init__()
         self.has_attention = window_size > 0
         if self.has_attention:
-            self.norm1 = build_norm_layer(norm_cfg, dim)[1]
+            self.norm1 = norm_layer(dim)
             self.attn = HiLo(dim, num_heads, window_size=window_size,
                              alpha=alpha, qkv_bias=qkv_bias, qk_scale=qk_scale,
                              attn_drop=attn_drop, proj_drop=drop)
-        self.norm2 = build_norm_layer(norm_cfg, dim)[1]
+        self.norm2 = norm_layer(dim)
         self.mlp = ConvFFN(dim, int(dim * mlp_ratio), drop=drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.has_attention:
+        # hasattr (not has_attention): TorchScript decides it at compile
+        # time, so it does not compile the attention of blocks without one.
+        if hasattr(self, 'attn'):
             x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))

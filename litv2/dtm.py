@@ -1,8 +1,11 @@
 """Deformable token merging (DTM), the down-sampling between LITv2 stages."""
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
-from mmcv.cnn import build_norm_layer
 from torch import nn
+
+from .layers import pad_to_min_size
 
 
 def deformable_sampling_grid(offset: torch.Tensor, height: int, width: int,
@@ -109,22 +112,19 @@ class DeformableTokenMerging(nn.Module):
     Deformable conv (kernel 2, stride 2, no padding) -> norm (BN) -> GELU.
     As in the reference, an odd side loses its last row/column. A side shorter
     than the kernel is zero-padded to it (the reference fails there).
+    ``norm_layer(out_channels)`` builds the norm (BatchNorm2d by default).
     """
 
     def __init__(self, in_channels: int, out_channels: int,
-                 norm_cfg: dict = dict(type='BN')):
+                 norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d):
         super().__init__()
         self.dconv = DeformConv2dWithBias(in_channels, out_channels)
         # Named ``norm_layer`` to match the reference checkpoints.
-        self.norm_layer = build_norm_layer(norm_cfg, out_channels)[1]
+        self.norm_layer = norm_layer(out_channels)
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 3, 1, 2)
-        k = self.dconv.kernel_size
-        pad_b, pad_r = max(k - x.shape[2], 0), max(k - x.shape[3], 0)
-        if pad_b or pad_r:
-            x = F.pad(x, (0, pad_r, 0, pad_b))
+        x = pad_to_min_size(x.permute(0, 3, 1, 2), self.dconv.kernel_size)
         # The channels-last view is what grid_sample reads fastest on CPU.
         x = self.act(self.norm_layer(self.dconv(x)))
         return x.permute(0, 2, 3, 1).contiguous()

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import crop_tokens, pad_to_multiple
+
 
 def hilo_head_split(num_heads: int, window_size: int, alpha: float):
     """Return ``(lofi_heads, hifi_heads)`` as the reference splits them."""
@@ -135,7 +137,8 @@ class HiLo(nn.Module):
             3, b * gh * gw, heads, s * s, hd)
         # unbind: one stacked gradient in backward, not three zero-filled
         # tensors of the full size summed together.
-        out = self._attend(*qkv.unbind(0))
+        q, k, v = qkv.unbind(0)
+        out = self._attend(q, k, v)
         out = out.view(b, gh, gw, heads, s, s, hd).permute(0, 1, 4, 2, 5, 3, 6)
         return self.h_proj(out.reshape(b, h, w, heads * hd))
 
@@ -151,24 +154,22 @@ class HiLo(nn.Module):
         else:
             kv_src = x.reshape(b, h * w, c)
         kv = self.l_kv(kv_src).view(b, -1, 2, heads, hd).permute(2, 0, 3, 1, 4)
-        out = self._attend(q, *kv.unbind(0))
+        k, v = kv.unbind(0)
+        out = self._attend(q, k, v)
         return self.l_proj(out.transpose(1, 2).reshape(b, h, w, heads * hd))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, H, W, C)`` tokens; returns the same shape."""
-        _, h, w, _ = x.shape
-        s = self.window_size
-        pad_b, pad_r = (-h) % s, (-w) % s
-        if pad_b or pad_r:
-            # The reference pads with zeros before both branches, so padded
-            # positions take part in Lo-Fi's pooling; keep that exactly.
-            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-        outs = []
-        if self.hifi_heads:
-            outs.append(self._hifi(x))
-        if self.lofi_heads:
-            outs.append(self._lofi(x))
-        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
-        if pad_b or pad_r:
-            out = out[:, :h, :w, :]
-        return self.proj_drop(out)
+        h, w = x.shape[1], x.shape[2]
+        # The reference pads with zeros before both branches, so padded
+        # positions take part in Lo-Fi's pooling; keep that exactly.
+        x = pad_to_multiple(x, self.window_size, channels_last=True)
+        # hasattr: TorchScript decides it at compile time, so it compiles
+        # only the branches whose layers exist.
+        if not hasattr(self, 'h_qkv'):
+            out = self._lofi(x)
+        elif not hasattr(self, 'l_q'):
+            out = self._hifi(x)
+        else:
+            out = torch.cat((self._hifi(x), self._lofi(x)), dim=-1)
+        return self.proj_drop(crop_tokens(out, h, w))

@@ -1,23 +1,39 @@
 """The paper's ImageNet classifiers in timm's model registry.
 
-Importing this module (``mmdet_litv2`` and ``mmseg_litv2`` do) registers
-``litv2_s``, ``litv2_m``, ``litv2_b`` (224 x 224) and ``litv2_b_384``, so::
+``import litv2`` (when timm is installed) registers ``litv2_s``, ``litv2_m``,
+``litv2_b`` (224 x 224) and ``litv2_b_384``; they need only torch and timm::
 
     timm.create_model('litv2_s', pretrained=True)  # released weights
     timm.create_model('litv2_s', pretrained=True, num_classes=10,
                       pretrained_cfg_overlay=dict(file='litv2_s.pth'))
+    timm.create_model('litv2_s', features_only=True, out_indices=(1, 2, 3))
 
 and timm's ``train.py`` / ``validate.py`` (``--model litv2_s``) work once the
-module is imported. ``pretrained=True`` downloads the reference's release
+package is imported. ``pretrained=True`` downloads the reference's release
 (github.com/ziplab/LITv2, releases v1.0); ``pretrained_cfg_overlay=dict(file=
-...)`` reads a local copy instead.
+...)`` reads a local copy instead. ``features_only=True`` gives the four stage
+outputs as NCHW maps (strides 4, 8, 16, 32) through ``forward_intermediates``.
 """
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models import register_model
+from timm.models import register_notrace_function, register_notrace_module
 
 from .archs import LITV2_ARCHS, local_windows
+from .checkpoint import unwrap_state_dict
 from .classifier import LITv2Classifier
+from .dtm import DeformConv2dWithBias
+from .layers import (contiguous_grad, crop_tokens, pad_to_min_size,
+                     pad_to_multiple)
+
+# torch.fx (timm's features_only='fx', FX feature extraction): the padding
+# helpers decide on the input size, contiguous_grad on requires_grad; each is
+# kept as one call in the graph. The deformable conv is one leaf module (it
+# checks its input size and builds its sampling grid from it).
+for _fn in (pad_to_multiple, crop_tokens, pad_to_min_size, contiguous_grad):
+    register_notrace_function(_fn)
+del _fn
+register_notrace_module(DeformConv2dWithBias)
 
 _RELEASE = 'https://github.com/ziplab/LITv2/releases/download/v1.0/'
 
@@ -70,18 +86,14 @@ def checkpoint_filter_fn(state_dict: dict, model=None) -> dict:
 
     The released files are ``{'model': {...}}`` (with other training state
     beside it); timm's file loader unwraps ``'model'`` itself, the URL loader
-    does not. ``module.`` prefixes of DataParallel saves are removed. Keys are
-    otherwise the classifier's own, so nothing is renamed. timm loads
-    non-strictly when it replaces the head (another ``num_classes``), so
-    every key other than the head's is checked here: a missing or unexpected
-    one raises, naming them.
+    does not. ``module.`` prefixes of DataParallel saves are removed
+    (:func:`litv2.checkpoint.unwrap_state_dict`, shared with the detection
+    backbone's loader). Keys are otherwise the classifier's own, so nothing
+    is renamed. timm loads non-strictly when it replaces the head (another
+    ``num_classes``), so every key other than the head's is checked here: a
+    missing or unexpected one raises, naming them.
     """
-    for container in ('model', 'state_dict'):
-        if isinstance(state_dict.get(container), dict):
-            state_dict = state_dict[container]
-            break
-    state_dict = {(k[len('module.'):] if k.startswith('module.') else k): v
-                  for k, v in state_dict.items()}
+    state_dict = unwrap_state_dict(state_dict)
     if model is not None:
         own = set(model.state_dict())
         missing = sorted(k for k in own - set(state_dict)
@@ -102,9 +114,16 @@ def _create(variant: str, pretrained: bool = False, **kwargs):
                       local_ws=local_windows(2),
                       drop_path_rate=spec['drop_path_rate'])
     model_args.update(kwargs)
-    return build_model_with_cfg(LITv2Classifier, variant, pretrained,
-                                pretrained_filter_fn=checkpoint_filter_fn,
-                                **model_args)
+    num_stages = len(model_args['depths'])
+    out_indices = model_args.pop('out_indices', tuple(range(num_stages)))
+    # features_only: the stage outputs come from forward_intermediates
+    # (FeatureGetterNet); a stage's output is taken before its DTM, which
+    # hooks on whole modules could not do.
+    return build_model_with_cfg(
+        LITv2Classifier, variant, pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
+        **model_args)
 
 
 @register_model

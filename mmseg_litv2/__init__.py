@@ -3,7 +3,8 @@ the ``LITv2`` backbone in ``mmseg.registry.MODELS`` (and the ImageNet
 classifiers ``litv2_s/m/b/b_384`` in timm's model registry)."""
 from mmseg.registry import MODELS
 
-from litv2 import LITv2, register_timm_models
+import litv2  # noqa: F401  (registers the timm classifiers if timm is there)
+from litv2_openmmlab import LITv2
 from litv2_runtime import use_safe_checkpoint_loader
 
 MODELS.register_module(name='LITv2', module=LITv2)
@@ -11,7 +12,5 @@ MODELS.register_module(name='LITv2', module=LITv2)
 # weights_only=True and the allow-list; the hooks of litv2_runtime are
 # registered in mmengine's HOOKS.
 use_safe_checkpoint_loader()
-# The ImageNet classifiers litv2_s/m/b/b_384 in timm's model registry.
-register_timm_models()
 
 __all__ = ['LITv2']

@@ -16,7 +16,7 @@ from litv2.flops import count_flops
 from litv2.timm_models import _MODELS, checkpoint_filter_fn
 from tests.utils import TINY_ARCH, rel_err, tiny_kwargs
 
-import mmdet_litv2  # noqa: F401,E402  (registers the timm models)
+import mmdet_litv2  # noqa: F401,E402  (LITv2 in mmdet's registry)
 
 NAMES = ('litv2_s', 'litv2_m', 'litv2_b', 'litv2_b_384')
 ARCH_OF = dict(litv2_s='s', litv2_m='m', litv2_b='b', litv2_b_384='b')
@@ -45,6 +45,7 @@ def reference_classifier_state(arch_kwargs, num_classes=1000, seed=0):
 
 
 def test_registered_on_plugin_import():
+    """``import litv2`` registers them (the plugins import litv2)."""
     assert set(NAMES) <= set(timm.list_models('litv2*'))
     for name in NAMES:
         assert timm.is_model_pretrained(name)
