@@ -29,6 +29,8 @@ from mmengine.logging import print_log  # noqa: E402
 
 from litv2_runtime import CheckpointError, NonFiniteLossError  # noqa: E402
 from litv2_runtime.dataset_errors import DatasetNamingRunner  # noqa: E402
+from litv2_runtime.dist_failure import (DistributedError,  # noqa: E402
+                                        dist_timeout_s, distributed_failure)
 from litv2_runtime.launch import (adapt_to_device,  # noqa: E402
                                   add_reliability_hooks, close_distributed,
                                   detect_task, init_distributed_without_gpu,
@@ -145,7 +147,17 @@ def main(argv=None):
         # data set faults are reported with the data set named
         runner = DatasetNamingRunner.from_cfg(cfg)
     use_strict_loading(runner, allowed_missing_keys(cfg, args.allow_missing))
-    runner.train()
+    if args.launcher != 'none':
+        print_log('distributed run: a process that dies or stops answering '
+                  'stops the others after env_cfg.dist_cfg.timeout = '
+                  f'{dist_timeout_s(cfg):g} s', logger='current')
+    try:
+        runner.train()
+    except RuntimeError as err:
+        message = distributed_failure(err, cfg)
+        if message is None:
+            raise
+        raise DistributedError(message) from err
     close_distributed()
     return runner
 
@@ -153,5 +165,6 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except (CheckpointError, NonFiniteLossError, ModelConfigError) as err:
+    except (CheckpointError, NonFiniteLossError, ModelConfigError,
+            DistributedError) as err:
         sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback
