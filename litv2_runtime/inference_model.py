@@ -23,8 +23,7 @@ PAPER_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512)}
 def load_config(path: str, cfg_options: Optional[dict] = None):
     """``(cfg, task)``: the parsed config and ``'mmdet'`` / ``'mmseg'``,
     with the task's plugin imported; the backbone's output widths checked
-    against the neck (:func:`~litv2_runtime.model_check.check_backbone_widths`).
-    """
+    against the neck (:func:`.model_check.check_backbone_widths`)."""
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

@@ -19,8 +19,15 @@ class ModelConfigError(ValueError):
     keys to change."""
 
 
+# LITv2's defaults, should its signature not show them (e.g. **kwargs)
+_DEFAULTS = dict(embed_dim=96, out_indices=(0, 1, 2, 3))
+
+
 def _default(name):
-    return inspect.signature(LITv2.__init__).parameters[name].default
+    param = inspect.signature(LITv2.__init__).parameters.get(name)
+    if param is None or param.default is inspect.Parameter.empty:
+        return _DEFAULTS[name]
+    return param.default
 
 
 def litv2_output_widths(backbone: dict) -> Optional[List[int]]:

@@ -85,8 +85,8 @@ def load_state_dict_strictly(
     """Load ``state_dict`` into ``model`` (a model wrapper: into its
     ``module``); raise :class:`CheckpointMismatchError` naming ``source``
     unless every key matches in name and shape, ``allow_missing`` aside (see
-    the module's docstring). The check is done before anything is copied: on
-    error the model is unchanged."""
+    the module's docstring). The check is done before anything is copied:
+    on error the model is unchanged."""
     if is_model_wrapper(model):
         model = model.module
     allow = tuple(allow_missing or ())
@@ -122,7 +122,7 @@ def load_state_dict_strictly(
             parts.append(f'{len(bad_shapes)} of another shape '
                          f'({shown}{more})')
         raise CheckpointMismatchError(
-            f'checkpoint {source} does not fit the model: '
+            f'{source} does not fit the model: '
             + '; '.join(parts) + '. Use the config the checkpoint was '
             'trained with; to leave keys out on purpose (another head, a '
             "backbone-only file) allow them: --allow-missing 'PATTERN' "
@@ -140,14 +140,14 @@ def load_state_dict_strictly(
             if k not in {s[0] for s in shapes} and not _matches(k, allow)]
     if left or result.unexpected_keys:
         raise CheckpointMismatchError(
-            f'checkpoint {source}: the model refused '
+            f'{source}: the model refused '
             f'{len(result.unexpected_keys)} key(s) '
             f'({_first(list(result.unexpected_keys))}) and left '
             f'{len(left)} unset ({_first(left)})', left,
             result.unexpected_keys)
     if missing or unexpected or shapes:
         print_log(
-            f'checkpoint {source} loaded partially, as allowed by '
+            f'{source} loaded partially, as allowed by '
             f'{list(allow)}: {len(missing)} model key(s) not in the file '
             f'({_first(missing)}) and {len(shapes)} of another shape '
             f'({_first([s[0] for s in shapes])}) keep their initial values; '
@@ -174,8 +174,8 @@ def load_checkpoint_strictly(
     """
     checkpoint = _load_checkpoint(filename, map_location=map_location)
     load_state_dict_strictly(model, _state_dict_of(checkpoint, filename),
-                             repr(str(filename)), allow_missing, revise_keys,
-                             logger)
+                             f'checkpoint {str(filename)!r}', allow_missing,
+                             revise_keys, logger)
     return checkpoint
 
 
@@ -188,7 +188,8 @@ def _strict_runner_load(self, filename, map_location='cpu', strict=True,
     self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
     allow = () if self._resume else self._litv2_allow_missing
     load_state_dict_strictly(self.model, _state_dict_of(checkpoint, filename),
-                             repr(str(filename)), allow, revise_keys)
+                             f'checkpoint {str(filename)!r}', allow,
+                             revise_keys)
     self._has_loaded = True
     self.logger.info(f'Load checkpoint from {filename}')
     return checkpoint

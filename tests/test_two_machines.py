@@ -114,6 +114,20 @@ def weights(path):
     return load_from_file_weights_only(path)['state_dict']
 
 
+def kill_leftovers(nodes, marker):
+    """After a failed test: kill the nodes' agents and node 1's paused
+    worker (whose pid the marker holds); node 0's worker ends at its
+    timeout."""
+    for proc, _ in nodes:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    if marker.exists() and marker.read_text():
+        try:
+            os.kill(int(marker.read_text()), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.fixture(scope='module')
 def two_node_run(tmp_path_factory):
     """4 iterations (checkpoints every 2) on two nodes, uninterrupted."""
@@ -143,17 +157,10 @@ def test_two_nodes_train_then_test(two_node_run):
     assert 'mIoU' in run.stdout + run.stderr
 
 
-@NO_GPU
-def test_killed_node_stops_the_other_then_both_resume(two_node_run):
-    root, data, cfg, codes, _ = two_node_run
-    assert codes == [0, 0]
-    marker = root / 'node1_pauses'
-    killed_cfg = config(root / 'kill.py', data, iters=4, hooks=[dict(
-        type='PauseAtIterHook', at=3, rank=1, marker=str(marker))])
-    work = root / 'killed'
-    nodes = start_nodes(killed_cfg, work, '--cfg-options',
-                        f'env_cfg.dist_cfg.timeout={TIMEOUT_S}')
-    (node0, log0), (node1, log1) = nodes
+def _kill_node_1_and_wait(nodes, marker, work):
+    """Kill node 1 whole once it pauses at iteration 3; node 0 must stop
+    within STOP_BOUND_S with the one-line message."""
+    (node0, _), (node1, _) = nodes
     deadline = time.monotonic() + 400
     while not marker.exists() and time.monotonic() < deadline:
         assert node0.poll() is None and node1.poll() is None
@@ -181,6 +188,22 @@ def test_killed_node_stops_the_other_then_both_resume(two_node_run):
     assert (work / 'last_checkpoint').read_text() == str(work / 'iter_2.pth')
     assert not (work / 'iter_4.pth').exists()
 
+
+@NO_GPU
+def test_killed_node_stops_the_other_then_both_resume(two_node_run):
+    root, data, cfg, codes, _ = two_node_run
+    assert codes == [0, 0]
+    marker = root / 'node1_pauses'
+    killed_cfg = config(root / 'kill.py', data, iters=4, hooks=[dict(
+        type='PauseAtIterHook', at=3, rank=1, marker=str(marker))])
+    work = root / 'killed'
+    nodes = start_nodes(killed_cfg, work, '--cfg-options',
+                        f'env_cfg.dist_cfg.timeout={TIMEOUT_S}')
+    try:
+        _kill_node_1_and_wait(nodes, marker, work)
+    finally:
+        kill_leftovers(nodes, marker)
+
     # both nodes again, --resume: from iteration 2, and the very weights of
     # the uninterrupted run
     codes, outputs = wait_nodes(start_nodes(cfg, work, '--resume',
@@ -203,6 +226,16 @@ def test_silent_node_stops_the_other_after_the_timeout(two_node_run):
     work = root / 'hung'
     nodes = start_nodes(cfg, work, '--cfg-options',
                         f'env_cfg.dist_cfg.timeout={TIMEOUT_S}')
+    try:
+        _wait_for_the_timeout(nodes, marker)
+    finally:
+        kill_leftovers(nodes, marker)
+
+
+def _wait_for_the_timeout(nodes, marker):
+    """Node 1 pauses at iteration 3 (alive, connections open); node 0 must
+    stop after the timeout, within STOP_BOUND_S, with the one-line
+    message."""
     (node0, _), (node1, _) = nodes
     deadline = time.monotonic() + 400
     while not marker.exists() and time.monotonic() < deadline:
@@ -215,8 +248,7 @@ def test_silent_node_stops_the_other_after_the_timeout(two_node_run):
     except subprocess.TimeoutExpired:
         pytest.fail(f'node 0 still runs {STOP_BOUND_S} s after node 1 hung')
     stopped_after = time.monotonic() - hung_at
-    os.killpg(node1.pid, signal.SIGKILL)
-    os.kill(int(marker.read_text()), signal.SIGKILL)
+    kill_leftovers(nodes, marker)
     codes, outputs = wait_nodes(nodes, timeout=10)
     print(f'node 0 stopped {stopped_after:.1f} s after node 1 hung')
     assert codes[0] != 0
