@@ -19,6 +19,14 @@ class TokenDepthwiseConv(nn.Module):
         super().__init__()
         self.dwconv = nn.Conv2d(channels, channels, 3, padding=1,
                                 groups=channels, bias=True)
+        # The input is a channels-last view, so the conv's backward returns
+        # the (C, 1, 3, 3) weight gradient with channels-last strides
+        # (9, 1, 3, 1). Give the weight the same strides (same memory: dim 1
+        # has size 1) so that DDP's bucket view of it matches the gradient
+        # (otherwise "Grad strides do not match bucket view strides" and a
+        # strided copy every step).
+        self.dwconv.weight.data = self.dwconv.weight.data.to(
+            memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, H, W, C) -> channels-last NCHW view and back: no copies.

@@ -5,15 +5,16 @@ preprocessor (normalisation, padding) like real ones."""
 import logging
 from contextlib import contextmanager
 from importlib import import_module
-from typing import Optional
+from typing import Iterable, Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
-from mmengine.runner import load_checkpoint
 
 from .launch import detect_task, setup_task
+from .model_check import check_backbone_widths
+from .strict_load import load_checkpoint_strictly
 
 # Network input of the paper's tables: detection 1280x800 (W x H) after the
 # resize, ADE20K 512x512.
@@ -22,28 +23,35 @@ PAPER_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512)}
 
 def load_config(path: str, cfg_options: Optional[dict] = None):
     """``(cfg, task)``: the parsed config and ``'mmdet'`` / ``'mmseg'``,
-    with the task's plugin imported."""
+    with the task's plugin imported; the backbone's output widths checked
+    against the neck (:func:`.model_check.check_backbone_widths`)."""
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     task = detect_task(cfg, path)
     setup_task(task)
+    check_backbone_widths(cfg.get('model'))
     return cfg, task
 
 
 def build_inference_model(cfg: Config, task: str,
                           checkpoint: Optional[str] = None,
-                          device: str = 'cpu') -> torch.nn.Module:
+                          device: str = 'cpu',
+                          allow_missing: Iterable[str] = ()
+                          ) -> torch.nn.Module:
     """The config's model in eval mode on ``device``, SyncBN reverted to BN
-    (torch runs SyncBN on GPUs only, and not in a single process). Without a
-    checkpoint the weights are random: nothing is downloaded."""
+    (torch runs SyncBN on GPUs only, and not in a single process). The
+    checkpoint is loaded strictly
+    (:func:`~litv2_runtime.strict_load.load_checkpoint_strictly`: a missing,
+    unexpected or differently shaped key raises ``CheckpointMismatchError``
+    unless ``allow_missing`` matches it). Without a checkpoint the weights are
+    random: nothing is downloaded."""
     registry = import_module(f'{task}.registry').MODELS
     import_module(f'{task}.utils').register_all_modules(
         init_default_scope=False)
     model = revert_sync_batchnorm(registry.build(cfg.model))
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                        logger='current')
+        load_checkpoint_strictly(model, checkpoint, allow_missing)
     else:
         print_log('no checkpoint: the model has random weights',
                   logger='current', level=logging.INFO)

@@ -2,6 +2,7 @@
 ``custom_imports`` and the hooks in ``custom_hooks``)."""
 import os
 import signal
+import time
 
 import torch
 from mmengine.hooks import Hook
@@ -62,3 +63,22 @@ class NanWeightsAtIterHook(Hook):
         if runner.iter + 1 == self.at:
             with torch.no_grad():
                 list(runner.model.parameters())[-1].fill_(float('nan'))
+
+
+@HOOKS.register_module()
+class PauseAtIterHook(Hook):
+    """Before iteration ``at`` (1-based), the process of global rank ``rank``
+    writes ``marker`` and sleeps ``seconds``: a node that stops answering,
+    for a test to kill (or freeze) while the others wait for it."""
+
+    def __init__(self, at: int, rank: int, marker: str,
+                 seconds: float = 600):
+        self.at, self.rank = at, rank
+        self.marker, self.seconds = marker, seconds
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        from mmengine.dist import get_rank
+        if runner.iter + 1 == self.at and get_rank() == self.rank:
+            with open(self.marker, 'w') as f:
+                f.write(str(os.getpid()))
+            time.sleep(self.seconds)

@@ -4,7 +4,8 @@ own benchmark measures it (the method behind the paper's FPS column).
 
     python tools/fps.py CONFIG [CHECKPOINT] [--num-images N] [--warmup W]
         [--repeat R] [--shape H [W]] [--device cpu|cuda] [--amp bf16|fp16]
-        [--json FILE] [--cfg-options ...] [--launcher none|pytorch|...]
+        [--json FILE] [--cfg-options ...] [--allow-missing PATTERN ...]
+        [--launcher none|pytorch|...]
 
 Batch 1; for each image, ``model.test_step`` (data preprocessor, forward and
 post-processing: NMS, masks, rescaling) is timed alone, the device
@@ -18,7 +19,8 @@ paper's 1280x800 for detection, 512x512 for segmentation) go through the
 model's data preprocessor (normalisation, padding) as an image that the test
 pipeline has resized to that size would. Without a checkpoint the weights are
 random (then the detectors' post-processing sees other boxes than a trained
-model would).
+model would). A checkpoint is loaded strictly (a missing, unexpected or
+differently shaped key stops the tool; ``--allow-missing`` lets keys out).
 
 With ``--launcher pytorch`` (``torchrun``), every process measures its own
 share (images of the test set dealt out between them) and rank 0's
@@ -52,12 +54,15 @@ from mmengine.registry import DefaultScope  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmengine.utils import ProgressBar  # noqa: E402
 
+from litv2_runtime import CheckpointError  # noqa: E402
 from litv2_runtime.inference_model import (PAPER_SHAPES,  # noqa: E402
                                            autocast_network,
                                            build_inference_model,
                                            load_config, synthetic_batch)
 from litv2_runtime.cpu_amp import CPUBF16Error, require_cpu_bf16  # noqa
 from litv2_runtime.launch import init_distributed_without_gpu  # noqa: E402
+from litv2_runtime.model_check import ModelConfigError  # noqa: E402
+from litv2_runtime.strict_load import allowed_missing_keys  # noqa: E402
 
 AMP_DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
 
@@ -93,6 +98,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the config, as key=value pairs')
+    parser.add_argument(
+        '--allow-missing', nargs='+', metavar='PATTERN',
+        help='checkpoint keys (fnmatch patterns) that may be missing, of '
+        'another shape, or absent from the model (default: none)')
     parser.add_argument('--launcher',
                         choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
@@ -219,7 +228,9 @@ def main(argv=None):
     device = args.device
     if device == 'cuda' and world_size > 1:
         torch.cuda.set_device(int(os.environ['LOCAL_RANK']))
-    model = build_inference_model(cfg, task, args.checkpoint, device)
+    model = build_inference_model(
+        cfg, task, args.checkpoint, device,
+        allowed_missing_keys(cfg, args.allow_missing))
 
     batches = None if args.shape else test_set_batches(cfg, task)
     if batches is None:
@@ -278,4 +289,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except (CheckpointError, ModelConfigError) as err:
+        sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback

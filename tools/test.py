@@ -5,7 +5,11 @@ interface as mmdet's / mmseg's ``tools/test.py``.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
         [--show] [--show-dir DIR] [--wait-time S] [--cfg-options ...]
-        [--launcher {none,pytorch,slurm,mpi}]
+        [--allow-missing PATTERN ...] [--launcher {none,pytorch,slurm,mpi}]
+
+The checkpoint is loaded strictly (litv2_runtime.strict_load): a key missing
+from it, a key the model lacks or a tensor of another shape stops the tool
+before anything is evaluated, unless ``--allow-missing`` names it.
 
 Several processes: ``tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES``.
 """
@@ -24,6 +28,10 @@ from litv2_runtime.launch import (adapt_to_device,  # noqa: E402
                                   close_distributed, detect_task,
                                   init_distributed_without_gpu, setup_task,
                                   task_runners)
+from litv2_runtime.model_check import (ModelConfigError,  # noqa: E402
+                                       check_backbone_widths)
+from litv2_runtime.strict_load import (allowed_missing_keys,  # noqa: E402
+                                       use_strict_loading)
 
 
 def parse_args(argv=None):
@@ -55,6 +63,14 @@ def parse_args(argv=None):
         help='override settings of the config, as key=value pairs merged into '
         'it; a list is given as key="[a,b]" or key=a,b (quotes needed, no '
         'white space)')
+    parser.add_argument(
+        '--allow-missing',
+        nargs='+',
+        metavar='PATTERN',
+        help='checkpoint keys (fnmatch patterns, e.g. "bbox_head.*") that '
+        'may be missing from the file, of another shape, or absent from the '
+        'model; they keep their initial values (default: none, the whole '
+        'model is loaded strictly)')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -94,6 +110,7 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     task = detect_task(cfg, args.config)
     setup_task(task)
+    check_backbone_widths(cfg.get('model'))
 
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -120,6 +137,7 @@ def main(argv=None):
     else:
         # data set faults are reported with the data set named
         runner = DatasetNamingRunner.from_cfg(cfg)
+    use_strict_loading(runner, allowed_missing_keys(cfg, args.allow_missing))
     if args.out is not None and task == 'mmdet':
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(
@@ -132,5 +150,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except CheckpointError as err:
+    except (CheckpointError, ModelConfigError) as err:
         sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback

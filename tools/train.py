@@ -4,7 +4,8 @@ task is read from the config. Same interface as mmdet's ``tools/train.py``.
 
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
         [--resume [CHECKPOINT]] [--cfg-options KEY=VALUE ...]
-        [--no-finite-loss-check] [--launcher {none,pytorch,slurm,mpi}]
+        [--allow-missing PATTERN ...] [--no-finite-loss-check]
+        [--launcher {none,pytorch,slurm,mpi}]
 
 Several processes: ``tools/dist_train.sh CONFIG NUM_PROCESSES [args]``.
 Without a GPU the run is adapted: AMP becomes bf16 autocast on a CPU with
@@ -12,7 +13,10 @@ bf16 arithmetic (fp32 on others; ``--amp`` is refused there), gloo, BN for
 SyncBN.
 Checkpoints are read as data only and written atomically, random states are
 saved in them (exact ``--resume``), and a NaN/inf loss stops the run
-(litv2_runtime.launch.add_reliability_hooks).
+(litv2_runtime.launch.add_reliability_hooks). ``load_from`` and ``--resume``
+load the whole model strictly (litv2_runtime.strict_load); a partial
+``load_from`` (another head, a backbone-only file) needs ``--allow-missing``
+or ``load_from_allow_missing`` in the config.
 """
 import argparse
 import logging
@@ -29,10 +33,16 @@ import torch  # noqa: E402
 from litv2_runtime import (CheckpointError, CPUBF16Error,  # noqa: E402
                            NonFiniteLossError, require_cpu_bf16)
 from litv2_runtime.dataset_errors import DatasetNamingRunner  # noqa: E402
+from litv2_runtime.dist_failure import (DistributedError,  # noqa: E402
+                                        dist_timeout_s, distributed_failure)
 from litv2_runtime.launch import (adapt_to_device,  # noqa: E402
                                   add_reliability_hooks, close_distributed,
                                   detect_task, init_distributed_without_gpu,
                                   setup_task, task_runners)
+from litv2_runtime.model_check import (ModelConfigError,  # noqa: E402
+                                       check_backbone_widths)
+from litv2_runtime.strict_load import (allowed_missing_keys,  # noqa: E402
+                                       use_strict_loading)
 
 
 def parse_args(argv=None):
@@ -65,6 +75,14 @@ def parse_args(argv=None):
         'it, e.g. model.backbone.init_cfg.checkpoint=litv2_s.pth; a list is '
         'given as key="[a,b]" or key=a,b (quotes needed, no white space)')
     parser.add_argument(
+        '--allow-missing',
+        nargs='+',
+        metavar='PATTERN',
+        help='load_from keys (fnmatch patterns, e.g. "bbox_head.*") that may '
+        'be missing from the file, of another shape, or absent from the '
+        'model: a deliberate partial load (another head, a backbone-only '
+        'file); default: none, load_from loads the whole model strictly')
+    parser.add_argument(
         '--no-finite-loss-check',
         action='store_true',
         help='do not stop training at a NaN/inf loss (FiniteLossHook)')
@@ -90,6 +108,7 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     task = detect_task(cfg, args.config)
     setup_task(task)
+    check_backbone_widths(cfg.get('model'))
 
     # work_dir: command line > config > ./work_dirs/<config name>
     if args.work_dir is not None:
@@ -133,7 +152,18 @@ def main(argv=None):
     else:
         # data set faults are reported with the data set named
         runner = DatasetNamingRunner.from_cfg(cfg)
-    runner.train()
+    use_strict_loading(runner, allowed_missing_keys(cfg, args.allow_missing))
+    if args.launcher != 'none':
+        print_log('distributed run: a process that dies or stops answering '
+                  'stops the others after env_cfg.dist_cfg.timeout = '
+                  f'{dist_timeout_s(cfg):g} s', logger='current')
+    try:
+        runner.train()
+    except RuntimeError as err:
+        message = distributed_failure(err, cfg)
+        if message is None:
+            raise
+        raise DistributedError(message) from err
     close_distributed()
     return runner
 
@@ -141,5 +171,6 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except (CheckpointError, NonFiniteLossError, CPUBF16Error) as err:
+    except (CheckpointError, NonFiniteLossError, ModelConfigError,
+            DistributedError, CPUBF16Error) as err:
         sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback

@@ -1,0 +1,123 @@
+"""Checking a model config before anything is built or read: the channels
+that the neck (or a head reading the backbone directly) expects must be the
+widths of the LITv2 backbone's outputs.
+
+Without the check, a wrong ``neck.in_channels`` builds a model that fails
+only inside its first forward pass, with a convolution's shape error that
+names neither list. :func:`check_backbone_widths` raises
+:class:`ModelConfigError` naming both lists and the config keys to change;
+the tools call it right after ``--cfg-options`` are merged.
+"""
+import inspect
+from typing import List, Optional
+
+from litv2 import LITv2
+
+
+class ModelConfigError(ValueError):
+    """The model config cannot give a working model; the message names the
+    keys to change."""
+
+
+# LITv2's defaults, should its signature not show them (e.g. **kwargs)
+_DEFAULTS = dict(embed_dim=96, out_indices=(0, 1, 2, 3))
+
+
+def _default(name):
+    param = inspect.signature(LITv2.__init__).parameters.get(name)
+    if param is None or param.default is inspect.Parameter.empty:
+        return _DEFAULTS[name]
+    return param.default
+
+
+def litv2_output_widths(backbone: dict) -> Optional[List[int]]:
+    """The channels of the feature maps that a ``type='LITv2'`` backbone
+    config returns (``embed_dim * 2**i`` for ``i`` in ``out_indices``, in
+    stage order); None for another backbone type."""
+    if not isinstance(backbone, dict) or backbone.get('type') not in (
+            'LITv2', LITv2, 'mmdet.LITv2', 'mmseg.LITv2'):
+        return None
+    embed_dim = backbone.get('embed_dim', _default('embed_dim'))
+    out_indices = backbone.get('out_indices', _default('out_indices'))
+    if isinstance(out_indices, int):
+        out_indices = (out_indices, )
+    return [embed_dim * 2**i for i in sorted(out_indices)]
+
+
+def _heads_reading_the_backbone(model: dict):
+    """``(key, head config)`` of the segmentation heads fed by the backbone
+    itself (a model without a neck)."""
+    for key in ('decode_head', 'auxiliary_head'):
+        heads = model.get(key)
+        if isinstance(heads, dict):
+            yield f'model.{key}', heads
+        elif isinstance(heads, (list, tuple)):
+            for i, head in enumerate(heads):
+                if isinstance(head, dict):
+                    yield f'model.{key}[{i}]', head
+
+
+def check_backbone_widths(model: dict) -> None:
+    """Raise :class:`ModelConfigError` if the neck's ``in_channels`` (the
+    first neck of a list), or without a neck the ``in_channels`` of
+    ``decode_head`` / ``auxiliary_head`` at their ``in_index``, differ from
+    the LITv2 backbone's output widths. Configs with another backbone, or
+    whose consumers have no ``in_channels``, pass unchecked."""
+    if not isinstance(model, dict):
+        return
+    backbone = model.get('backbone')
+    widths = litv2_output_widths(backbone)
+    if widths is None:
+        return
+    embed_dim = backbone.get('embed_dim', _default('embed_dim'))
+    out_indices = tuple(backbone.get('out_indices', _default('out_indices')))
+    source = (f'the LITv2 backbone gives {widths} (model.backbone.embed_dim='
+              f'{embed_dim} x 2**i for i in model.backbone.out_indices='
+              f'{out_indices})')
+
+    neck = model.get('neck')
+    neck_key = 'model.neck'
+    if isinstance(neck, (list, tuple)) and neck:
+        neck, neck_key = neck[0], 'model.neck[0]'
+    if isinstance(neck, dict):
+        expected = neck.get('in_channels')
+        if expected is None:
+            return
+        given = list(expected) if isinstance(expected, (list, tuple)) \
+            else expected
+        if given != widths:
+            raise ModelConfigError(
+                f'{neck_key}.in_channels={given} does not match the widths '
+                f'of the backbone\'s outputs: {source}. Set '
+                f'{neck_key}.in_channels={widths}, or change '
+                'model.backbone.embed_dim / out_indices')
+        return
+
+    for key, head in _heads_reading_the_backbone(model):
+        channels, index = head.get('in_channels'), head.get('in_index', -1)
+        if channels is None:
+            continue
+        if isinstance(index, (list, tuple)):
+            try:
+                wanted = [widths[i] for i in index]
+            except IndexError:
+                raise ModelConfigError(
+                    f'{key}.in_index={list(index)} points past the '
+                    f'{len(widths)} outputs of the backbone: {source}'
+                ) from None
+            given = list(channels) if isinstance(channels, (list, tuple)) \
+                else channels
+        else:
+            try:
+                wanted = widths[index]
+            except (IndexError, TypeError):
+                raise ModelConfigError(
+                    f'{key}.in_index={index} points past the {len(widths)} '
+                    f'outputs of the backbone: {source}') from None
+            given = channels
+        if given != wanted:
+            raise ModelConfigError(
+                f'{key}.in_channels={given} does not match the backbone\'s '
+                f'outputs at {key}.in_index={index}: {wanted}; {source}. Set '
+                f'{key}.in_channels={wanted}, or change {key}.in_index / '
+                'model.backbone.embed_dim / out_indices')
