@@ -293,3 +293,41 @@ def test_inputs_that_name_no_image(tmp_path, capsys):
     (tmp_path / 'empty').mkdir()
     assert run(tmp_path / 'empty', RETINANET) == 2
     assert 'holds no image file' in capsys.readouterr().err
+
+
+def test_quickstart_pictures_put_predictions_beside_ground_truth(
+        images, checkpoints, tmp_path):
+    """The last step of make demo (tools/quickstart.py): tools/infer.py's
+    picture of each toy validation image on the right, its ground truth drawn
+    on the left."""
+    quickstart = _load('quickstart')
+    data = images.parents[1]  # the toy data set: coco/val/, coco/annotations/
+    pictures = tmp_path / 'pictures'
+    inputs = quickstart.validation_images(str(RETINANET), str(data), 2,
+                                          str(pictures / 'inputs'))
+    assert sorted(os.listdir(inputs)) == ['000000.png', '000001.png']
+    assert run(inputs, RETINANET, '--weights',
+               checkpoints['retinanet_litv2_toy'], '--out-dir',
+               pictures / 'infer') == 0
+    quickstart.side_by_side(str(RETINANET), str(data), str(pictures), [])
+    assert (pictures / 'overview.png').is_file()
+    coco = json.loads((data / 'coco' / 'annotations' /
+                       'instances_val.json').read_text())
+    for info in coco['images'][:2]:
+        name = info['file_name']
+        row = rgb(pictures / name)
+        prediction = rgb(pictures / 'infer' / 'vis' / name)
+        original = rgb(images / name)
+        h, w = original.shape[:2]
+        caption = 16  # the white strip above each half
+        assert np.array_equal(row[caption:caption + h, -w:], prediction)
+        truth = row[caption:caption + h, :w]
+        boxes = [a for a in coco['annotations']
+                 if a['image_id'] == info['id']]
+        assert boxes
+        for box in boxes:  # each annotated box's bottom edge in its colour
+            x, y, bw, bh = box['bbox']
+            yy, xx = min(int(round(y + bh)), h - 1), int(round(x + bw / 2))
+            colour = expected_colour(box['category_id'] - 1, RETINANET)
+            blend = 0.8 * colour + 0.2 * original[yy, xx]
+            assert np.abs(truth[yy, xx] - blend).max() < 30
