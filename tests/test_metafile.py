@@ -43,7 +43,8 @@ def models() -> dict:
 def _results(model) -> dict:
     """``{(task, dataset, metric): value}``"""
     return {(r['Task'], r['Dataset'], metric): value
-            for r in model['Results'] for metric, value in r['Metrics'].items()}
+            for r in model['Results']
+            for metric, value in r['Metrics'].items()}
 
 
 class _EmptyOnMeta(TorchFunctionMode):

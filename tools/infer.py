@@ -112,7 +112,7 @@ def list_inputs(spec: str) -> list:
     if osp.isdir(spec):
         found = [osp.join(spec, name) for name in os.listdir(spec)]
         what = f'folder {spec!r}'
-    elif glob.has_magic(spec):
+    elif any(c in spec for c in '*?['):
         found = glob.glob(spec, recursive=True)
         what = f'glob {spec!r}'
     else:
