@@ -331,3 +331,14 @@ def test_quickstart_pictures_put_predictions_beside_ground_truth(
             colour = expected_colour(box['category_id'] - 1, RETINANET)
             blend = 0.8 * colour + 0.2 * original[yy, xx]
             assert np.abs(truth[yy, xx] - blend).max() < 30
+
+
+def test_best_prediction_is_drawn_last():
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    pred = DetDataSample(pred_instances=InstanceData(
+        scores=torch.tensor([0.9, 0.5, 0.7]), labels=torch.tensor([0, 1, 2]),
+        bboxes=torch.zeros(3, 4)))
+    drawn = infer.Outputs._best_on_top(pred)
+    assert drawn.pred_instances.labels.tolist() == [1, 2, 0]
+    assert pred.pred_instances.labels.tolist() == [0, 1, 2]  # not changed

@@ -14,7 +14,8 @@ INPUTS is an image, a folder (its images, not its sub-folders) or a glob
 
 * ``vis/<name>``: the image with the predictions drawn (detection: boxes,
   class names and scores of the predictions scored at least T, and their
-  masks; segmentation: the label map in the classes' colours over the image);
+  masks, the best drawn last, on top; segmentation: the label map in the
+  classes' colours over the image);
 * ``preds/<name>.json`` (detection: ``labels``, ``scores``, ``bboxes`` as
   ``[x1, y1, x2, y2]`` in pixels of the input image, ``masks`` as COCO RLE;
   every prediction, whatever T) or ``preds/<name>.png`` (segmentation: the
@@ -262,10 +263,12 @@ class Outputs:
                                      channel_order='rgb')
             out_file = (osp.join(self.vis_dir, name)
                         if self.vis_dir is not None else None)
-            kwargs = (dict(pred_score_thr=args.pred_score_thr)
-                      if self.task == 'mmdet' else dict(with_labels=True))
+            drawn, kwargs = pred, dict(with_labels=True)
+            if self.task == 'mmdet':
+                kwargs = dict(pred_score_thr=args.pred_score_thr)
+                drawn = self._best_on_top(pred)
             self.inferencer.visualizer.add_datasample(
-                name, image, pred, draw_gt=False, draw_pred=True,
+                name, image, drawn, draw_gt=False, draw_pred=True,
                 show=args.show, wait_time=args.wait_time, out_file=out_file,
                 **kwargs)
         stem = osp.splitext(name)[0]
@@ -288,6 +291,19 @@ class Outputs:
                           for i, n in zip(index, count)}
                 print(json.dumps(dict(image=path, shape=list(labels.shape),
                                       pixels_per_class=pixels)))
+
+    @staticmethod
+    def _best_on_top(pred):
+        """The predictions in ascending order of score, so that where boxes
+        overlap (e.g. one object, two classes) the best one is drawn last,
+        its box and label on top. (mmdet draws in descending order: the best
+        guess ends up hidden under a worse one.)"""
+        if 'pred_instances' not in pred:
+            return pred
+        drawn = pred.clone()
+        order = pred.pred_instances.scores.argsort(stable=True)
+        drawn.pred_instances = pred.pred_instances[order]
+        return drawn
 
     @staticmethod
     def _write_label_map(labels: np.ndarray, path: str) -> None:
