@@ -293,6 +293,8 @@ def test_inputs_that_name_no_image(tmp_path, capsys):
     (tmp_path / 'empty').mkdir()
     assert run(tmp_path / 'empty', RETINANET) == 2
     assert 'holds no image file' in capsys.readouterr().err
+    assert run(f'{tmp_path}/*.jpg', RETINANET) == 2
+    assert 'matches no image file' in capsys.readouterr().err
 
 
 def test_quickstart_pictures_put_predictions_beside_ground_truth(

@@ -112,17 +112,17 @@ def list_inputs(spec: str) -> list:
         return [spec]
     if osp.isdir(spec):
         found = [osp.join(spec, name) for name in os.listdir(spec)]
-        what = f'folder {spec!r}'
+        what = f'folder {spec!r} holds'
     elif any(c in spec for c in '*?['):
         found = glob.glob(spec, recursive=True)
-        what = f'glob {spec!r}'
+        what = f'glob {spec!r} matches'
     else:
         raise InputError(f'{spec!r} is neither a file, a folder nor a glob '
                          'that matches files')
     images = sorted(path for path in found if osp.isfile(path)
                     and path.lower().endswith(IMG_EXTENSIONS))
     if not images:
-        raise InputError(f'{what} holds no image file '
+        raise InputError(f'{what} no image file '
                          f'({", ".join(IMG_EXTENSIONS)})')
     return images
 
