@@ -13,7 +13,9 @@ $(STAMP): $(ENV_INPUTS)
 	touch $@
 
 # Main job: make the toy data, train the quickstart RetinaNet-LITv2 on CPU,
-# test its checkpoint with tools/test.py, print the metrics.
+# test its checkpoint with tools/test.py, print the metrics, draw its
+# predictions beside the ground truth of a few validation images
+# (tools/infer.py; the last line names the folder).
 demo: $(STAMP)
 	$(PY) tools/quickstart.py
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from benchmarks.paper_figures import PAPER_TABLES  # noqa: E402
+from litv2.paper_figures import PAPER_TABLES  # noqa: E402
 from litv2_runtime.inference_model import PAPER_SHAPES  # noqa: E402
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from litv2.paper_figures import DENSE_MODELS
 from tests.tiny_data import CONFIGS
 
 VARIANTS = {  # variant: embed_dim, depths, num_heads, drop_path, checkpoint
@@ -23,17 +24,8 @@ DETECTION = [f'{model}_litv2_{v}_w{w}' for model in ('retinanet', 'mask_rcnn')
 SEGMENTATION = [f'semantic_fpn_litv2_{v}_ade20k' for v in 'smb']
 ALL = DETECTION + SEGMENTATION
 
-# Params (M) in the paper's tables (paper-readme.md), to the rounding shown.
-PAPER_PARAMS_M = {
-    'retinanet_litv2_s_w2': 38, 'retinanet_litv2_s_w4': 38,
-    'retinanet_litv2_m_w2': 59, 'retinanet_litv2_m_w4': 59,
-    'retinanet_litv2_b_w2': 97, 'retinanet_litv2_b_w4': 97,
-    'mask_rcnn_litv2_s_w2': 47, 'mask_rcnn_litv2_s_w4': 47,
-    'mask_rcnn_litv2_m_w2': 68, 'mask_rcnn_litv2_m_w4': 68,
-    'mask_rcnn_litv2_b_w2': 106, 'mask_rcnn_litv2_b_w4': 106,
-    'semantic_fpn_litv2_s_ade20k': 31, 'semantic_fpn_litv2_m_ade20k': 52,
-    'semantic_fpn_litv2_b_ade20k': 90,
-}
+# Params (M) in the paper's tables, to the rounding shown.
+PAPER_PARAMS_M = {name: m.params_m for name, m in DENSE_MODELS.items()}
 PARAM_COUNTS = {}  # name -> parameters of the built model
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
-from benchmarks.paper_figures import PAPER_TABLES
+from litv2.paper_figures import PAPER_TABLES
 from litv2 import DeformableTokenMerging, HiLo, hilo_flops
 from litv2.flops import (FlopCount, count_flops, deform_conv_flops,
                          flop_analyzer, per_stage)

@@ -13,6 +13,7 @@ import torch
 from benchmarks.reference_litv2 import build_reference_backbone, randomize_
 from litv2 import LITV2_ARCHS, LITv2Classifier, local_windows
 from litv2.flops import count_flops
+from litv2.paper_figures import CLASSIFIERS
 from litv2.timm_models import _MODELS, checkpoint_filter_fn
 from tests.utils import TINY_ARCH, rel_err, tiny_kwargs
 
@@ -21,8 +22,8 @@ import mmdet_litv2  # noqa: F401,E402  (LITv2 in mmdet's registry)
 NAMES = ('litv2_s', 'litv2_m', 'litv2_b', 'litv2_b_384')
 ARCH_OF = dict(litv2_s='s', litv2_m='m', litv2_b='b', litv2_b_384='b')
 # The paper's table: Params (M), rounded as shown there, and FLOPs (G).
-PAPER_PARAMS_M = dict(litv2_s=28, litv2_m=49, litv2_b=87, litv2_b_384=87)
-PAPER_GFLOPS = dict(litv2_s=3.7, litv2_m=7.5, litv2_b=13.2, litv2_b_384=39.7)
+PAPER_PARAMS_M = {name: c.params_m for name, c in CLASSIFIERS.items()}
+PAPER_GFLOPS = {name: c.flops_g for name, c in CLASSIFIERS.items()}
 
 
 pytestmark = pytest.mark.usefixtures('one_thread')
