@@ -63,7 +63,9 @@ def _first(keys: List[str], n: int = SHOWN_KEYS) -> str:
     return shown + (', ...' if len(keys) > n else '')
 
 
-def _state_dict_of(checkpoint, filename) -> 'OrderedDict[str, torch.Tensor]':
+def state_dict_of(checkpoint, filename) -> 'OrderedDict[str, torch.Tensor]':
+    """The state dict of a checkpoint read as data (``{'state_dict': ...}``
+    or bare), or :class:`CheckpointError` naming ``filename``."""
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
             f'checkpoint {filename!r} holds a {type(checkpoint).__name__}, '
@@ -173,7 +175,7 @@ def load_checkpoint_strictly(
     :class:`~litv2_runtime.CheckpointError` for a file that cannot be read.
     """
     checkpoint = _load_checkpoint(filename, map_location=map_location)
-    load_state_dict_strictly(model, _state_dict_of(checkpoint, filename),
+    load_state_dict_strictly(model, state_dict_of(checkpoint, filename),
                              f'checkpoint {str(filename)!r}', allow_missing,
                              revise_keys, logger)
     return checkpoint
@@ -187,7 +189,7 @@ def _strict_runner_load(self, filename, map_location='cpu', strict=True,
     checkpoint = _load_checkpoint(filename, map_location=map_location)
     self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
     allow = () if self._resume else self._litv2_allow_missing
-    load_state_dict_strictly(self.model, _state_dict_of(checkpoint, filename),
+    load_state_dict_strictly(self.model, state_dict_of(checkpoint, filename),
                              f'checkpoint {str(filename)!r}', allow,
                              revise_keys)
     self._has_loaded = True

@@ -45,6 +45,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 from litv2_runtime import CheckpointError  # noqa: E402
 from litv2_runtime.launch import detect_task, setup_task  # noqa: E402
+from litv2_runtime.strict_load import (load_state_dict_strictly,  # noqa: E402
+                                     state_dict_of)
 
 # the image files of a folder or a glob, as mmdet's DetInferencer lists them
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -146,43 +148,11 @@ def pick_device(requested):
 
 def load_checkpoint_strictly(model: torch.nn.Module, checkpoint: dict,
                              filename: str) -> None:
-    """Load a checkpoint already read as data (``{'state_dict': ...}`` or a
-    bare state dict; a ``module.`` prefix is removed, as mmengine does) into
-    ``model``: every tensor of the model must be in it with the same shape,
-    and nothing else. Otherwise :class:`CheckpointError`, naming the file,
-    the counts and the first keys of each kind.
-
-    (One small local function, so that the project's shared strict loader can
-    take its place.)"""
-    state = checkpoint.get('state_dict', checkpoint)
-    if not isinstance(state, dict):
-        raise CheckpointError(f'checkpoint {filename!r} holds no state dict')
-    state = {(k[len('module.'):] if k.startswith('module.') else k): v
-             for k, v in state.items()}
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    reshaped = [
-        f'{k} {list(state[k].shape)} (model {list(own[k].shape)})'
-        for k in own if k in state and hasattr(state[k], 'shape')
-        and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-
-    def first(keys):
-        return ', '.join(keys[:3]) + (', ...' if len(keys) > 3 else '')
-
-    problems = [
-        f'{len(keys)} {what} ({first(keys)})'
-        for keys, what in ((missing, 'missing from the file'),
-                           (unexpected, 'unexpected'),
-                           (reshaped, 'of another shape')) if keys
-    ]
-    if problems:
-        raise CheckpointError(
-            f'checkpoint {filename!r} does not fit the model of the config '
-            f'({len(own)} tensors): ' + '; '.join(problems)
-            + '. Nothing was loaded.')
-    model.load_state_dict(state, strict=True)
+    """Load a checkpoint already read as data into ``model`` with the
+    project's strict loader (every tensor of the model, same shapes, nothing
+    else; otherwise one error naming the file, counts and first keys)."""
+    load_state_dict_strictly(model, state_dict_of(checkpoint, filename),
+                             source=f'checkpoint {filename!r}')
 
 
 def _config_metainfo(cfg) -> dict:
