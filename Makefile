@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.env-stamp
 ENV_INPUTS := tools/setup_env.sh pyproject.toml $(wildcard requirements/*.txt)
 
-.PHONY: env demo demo-backbone test bench-hilo bench-detector bench bench-cls bench-amp clean-env
+.PHONY: env lint demo demo-backbone test bench-hilo bench-detector bench bench-cls bench-amp clean-env
 
 env: $(STAMP)
 
@@ -25,6 +25,10 @@ demo-backbone: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# ruff (pycodestyle, pyflakes, import order; pyproject.toml [tool.ruff]).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 # Backbone speed: project vs the straightforward reference algorithm (CPU, fp32).
 bench-hilo: $(STAMP)

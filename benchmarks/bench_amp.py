@@ -2,7 +2,8 @@
 accuracy, side by side.
 
     python benchmarks/bench_amp.py [--archs s m b] [--window 2]
-        [--shape 800 1280] [--repeat 3] [--config configs/retinanet_litv2_s_w2.py]
+        [--shape 800 1280] [--repeat 3]
+        [--config configs/retinanet_litv2_s_w2.py]
         [--num-images 3] [--rounds 2] [--no-detector] [--markdown FILE]
 
 Backbone: the paper's LITv2-S/M/B with weights as a trained model has them
@@ -29,8 +30,10 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from benchmarks.amp_accuracy import (autocast_stage_errors,  # noqa: E402
-                                     trained_like_backbone)
+from benchmarks.amp_accuracy import (  # noqa: E402
+    autocast_stage_errors,
+    trained_like_backbone,
+)
 from benchmarks.bench_detector import random_checkpoint  # noqa: E402
 from benchmarks.bench_hilo import cpu_ticks, steal_share  # noqa: E402
 from litv2_runtime.cpu_amp import cpu_bf16_support  # noqa: E402
@@ -106,7 +109,8 @@ def main():
              '|---|---|---|---|---|---|']
     print(lines[0], flush=True)
     ticks = cpu_ticks()
-    images = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    images = torch.randn(1, 3, h, w,
+                         generator=torch.Generator().manual_seed(0))
     for arch in args.archs:
         model = trained_like_backbone(arch, args.window)
         with torch.no_grad():

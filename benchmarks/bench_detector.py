@@ -1,7 +1,8 @@
 """Whole-detector speed with the project's backbone and with the baseline
 backbone (the straightforward reference algorithm), through tools/fps.py.
 
-    python benchmarks/bench_detector.py [--config configs/retinanet_litv2_s_w2.py]
+    python benchmarks/bench_detector.py
+        [--config configs/retinanet_litv2_s_w2.py]
         [--shape 800 1280] [--num-images 3] [--warmup 1] [--rounds 2]
         [--markdown FILE]
 

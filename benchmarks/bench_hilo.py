@@ -34,8 +34,11 @@ import torch
 import torch.utils.flop_counter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.reference_litv2 import (DeformConv2x2,  # noqa: E402
-                                        build_reference_backbone, randomize_)
+from benchmarks.reference_litv2 import (  # noqa: E402
+    DeformConv2x2,
+    build_reference_backbone,
+    randomize_,
+)
 from litv2 import LITV2_ARCHS, LITv2, local_windows  # noqa: E402
 
 
@@ -203,12 +206,14 @@ def main():
     parser.add_argument('--archs', nargs='+', default=['s', 'm', 'b'])
     parser.add_argument('--windows', nargs='+', type=int, default=[2])
     parser.add_argument('--repeat', type=int, default=5)
-    parser.add_argument('--infer-shape', nargs=2, type=int, default=[800, 1280])
+    parser.add_argument('--infer-shape', nargs=2, type=int,
+                        default=[800, 1280])
     parser.add_argument('--train-shape', nargs=2, type=int, default=[512, 512])
     parser.add_argument('--no-train', action='store_true')
     parser.add_argument('--threads', type=int)
     parser.add_argument('--profile', action='store_true',
-                        help='per-op profile of the project model (first arch)')
+                        help='per-op profile of the project model (first '
+                        'arch)')
     parser.add_argument('--memory', action='store_true',
                         help='peak memory of each model, each in a fresh '
                         'process')
@@ -237,7 +242,8 @@ def main():
             name = f'LITv2-{arch.upper()} w{window}'
             runs = [('inference', 1, args.infer_shape, bench_inference)]
             if not args.no_train:
-                runs.append(('train step', 2, args.train_shape, bench_training))
+                runs.append(('train step', 2, args.train_shape,
+                             bench_training))
             for mode, batch, shape, bench in runs:
                 t, err = bench(baseline, project, hilo_free, shape,
                                args.repeat)
@@ -252,7 +258,8 @@ def main():
     lines += ['', f'Median of {args.repeat} interleaved runs. no-HiLo: the '
               'same backbone without any HiLo layer (what no attention '
               'speed-up can remove); bound = baseline / no-HiLo. CPU time '
-              f'stolen by the hypervisor during the runs: {100 * stolen:.1f}%.']
+              'stolen by the hypervisor during the runs: '
+              f'{100 * stolen:.1f}%.']
     print(lines[-1], flush=True)
     if args.memory:
         lines += ['', 'Peak resident memory added by one step (MiB, each '
@@ -268,7 +275,8 @@ def main():
                     peaks = bench_memory(arch, window, mode, shape)
                     row = (f'| LITv2-{arch.upper()} w{window} | {mode} | '
                            f'{batch}x3x{shape[0]}x{shape[1]} | '
-                           f'{peaks["baseline"]:.0f} | {peaks["project"]:.0f} |')
+                           f'{peaks["baseline"]:.0f} | '
+                           f'{peaks["project"]:.0f} |')
                     lines.append(row)
                     print(row, flush=True)
     if args.profile:

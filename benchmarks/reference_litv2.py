@@ -36,7 +36,8 @@ __all__ = [
 # Building blocks
 # --------------------------------------------------------------------------
 class PatchEmbedding(nn.Module):
-    """Pad to a multiple of the patch size, 4x4/4 conv, LayerNorm on channels."""
+    """Pad to a multiple of the patch size, 4x4/4 conv, LayerNorm on
+    channels."""
 
     def __init__(self, in_chans=3, embed_dim=96, patch=4, use_norm=True):
         super().__init__()
@@ -62,11 +63,13 @@ class _DepthwiseConv(nn.Module):
 
     def __init__(self, channels):
         super().__init__()
-        self.dwconv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=True)
+        self.dwconv = nn.Conv2d(channels, channels, 3, padding=1,
+                                groups=channels, bias=True)
 
 
 class ConvFFN(nn.Module):
-    """fc1 -> depthwise 3x3 on the token map -> GELU -> fc2 (no act after fc1)."""
+    """fc1 -> depthwise 3x3 on the token map -> GELU -> fc2 (no activation
+    after fc1)."""
 
     def __init__(self, dim, hidden):
         super().__init__()
@@ -106,7 +109,8 @@ class HiLoAttention(nn.Module):
         if window_size == 1:
             self.lo_heads, self.hi_heads = num_heads, 0
         else:
-            self.lo_heads = int(num_heads * alpha)  # truncation as in the reference
+            # truncation as in the reference
+            self.lo_heads = int(num_heads * alpha)
             self.hi_heads = num_heads - self.lo_heads
         self.lo_dim = self.lo_heads * self.head_dim
         self.hi_dim = self.hi_heads * self.head_dim
@@ -146,7 +150,8 @@ class HiLoAttention(nn.Module):
         else:
             src = fmap.reshape(b, hp * wp, c)
         # feature layout of l_kv output: [2, heads, head_dim]
-        kv = self.l_kv(src).reshape(b, src.shape[1], 2, nh, hd).permute(2, 0, 3, 1, 4)
+        kv = self.l_kv(src).reshape(b, src.shape[1], 2, nh, hd)
+        kv = kv.permute(2, 0, 3, 1, 4)
         out = _attend(q, kv[0], kv[1], self.scale)  # B, heads, Np, hd
         out = out.transpose(1, 2).reshape(b, hp, wp, self.lo_dim)
         return self.l_proj(out)
@@ -168,10 +173,12 @@ class HiLoAttention(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    def __init__(self, dim, num_heads, mlp_ratio, qkv_bias, qk_scale, window, alpha):
+    def __init__(self, dim, num_heads, mlp_ratio, qkv_bias, qk_scale, window,
+                 alpha):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = HiLoAttention(dim, num_heads, qkv_bias, qk_scale, window, alpha)
+        self.attn = HiLoAttention(dim, num_heads, qkv_bias, qk_scale, window,
+                                  alpha)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = ConvFFN(dim, int(dim * mlp_ratio))
 
@@ -201,7 +208,8 @@ def deform_conv2d_direct(x, offset, weight, bias=None, stride=2):
 
     x: B x C x H x W; offset: B x 2K x Ho x Wo with channel 2k = dy and
     2k + 1 = dx for kernel position k = ky * kw + kx; weight: O x C x kh x kw.
-    Sampling point of (oy, ox, k) is (oy*stride + ky + dy, ox*stride + kx + dx).
+    Sampling point of (oy, ox, k) is
+    (oy*stride + ky + dy, ox*stride + kx + dx).
     A point with y <= -1, y >= H, x <= -1 or x >= W reads 0; otherwise each of
     its four bilinear corners contributes only if it lies inside the map.
     """
@@ -257,7 +265,8 @@ class DeformConv2x2(nn.Module):
         self.stride = stride
         self.weight = nn.Parameter(torch.empty(c_out, c_in, kernel, kernel))
         self.bias = nn.Parameter(torch.empty(c_out))
-        self.conv_offset = nn.Conv2d(c_in, 2 * kernel * kernel, kernel, stride=stride, bias=True)
+        self.conv_offset = nn.Conv2d(c_in, 2 * kernel * kernel, kernel,
+                                     stride=stride, bias=True)
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         bound = 1.0 / math.sqrt(c_in * kernel * kernel)
         nn.init.uniform_(self.bias, -bound, bound)
@@ -272,9 +281,11 @@ class DeformConv2x2(nn.Module):
     def forward(self, x):
         offset = self.conv_offset(x)
         if self.direct:
-            return deform_conv2d_direct(x, offset, self.weight, self.bias, self.stride)
+            return deform_conv2d_direct(x, offset, self.weight, self.bias,
+                                        self.stride)
         from torchvision.ops import deform_conv2d
-        return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride)
+        return deform_conv2d(x, offset, self.weight, self.bias,
+                             stride=self.stride)
 
 
 class TokenMerging(nn.Module):
@@ -299,7 +310,8 @@ class Stage(nn.Module):
                  window, alpha, with_attention, with_merge):
         super().__init__()
         if with_attention:
-            blocks = [AttentionBlock(dim, num_heads, mlp_ratio, qkv_bias, qk_scale, window, alpha)
+            blocks = [AttentionBlock(dim, num_heads, mlp_ratio, qkv_bias,
+                                     qk_scale, window, alpha)
                       for _ in range(depth)]
         else:
             blocks = [FFNBlock(dim, mlp_ratio) for _ in range(depth)]
@@ -316,19 +328,21 @@ class Stage(nn.Module):
 # Backbone
 # --------------------------------------------------------------------------
 class ReferenceLITv2(nn.Module):
-    """LITv2 backbone; forward(B x 3 x H x W) -> tuple of NCHW stage outputs."""
+    """LITv2 backbone; forward(B x 3 x H x W) -> tuple of NCHW stage
+    outputs."""
 
-    def __init__(self, embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24),
-                 alpha=0.9, local_ws=(0, 0, 2, 1), mlp_ratio=4.0, qkv_bias=True,
-                 qk_scale=None, out_indices=(0, 1, 2, 3), patch_norm=True):
+    def __init__(self, embed_dim=96, depths=(2, 2, 6, 2),
+                 num_heads=(3, 6, 12, 24), alpha=0.9, local_ws=(0, 0, 2, 1),
+                 mlp_ratio=4.0, qkv_bias=True, qk_scale=None,
+                 out_indices=(0, 1, 2, 3), patch_norm=True):
         super().__init__()
         n_stages = len(depths)
         self.out_indices = tuple(out_indices)
         self.num_features = [int(embed_dim * 2 ** i) for i in range(n_stages)]
         self.patch_embed = PatchEmbedding(3, embed_dim, 4, patch_norm)
         self.layers = nn.ModuleList([
-            Stage(self.num_features[i], depths[i], num_heads[i], mlp_ratio, qkv_bias,
-                  qk_scale, local_ws[i], alpha,
+            Stage(self.num_features[i], depths[i], num_heads[i], mlp_ratio,
+                  qkv_bias, qk_scale, local_ws[i], alpha,
                   with_attention=local_ws[i] != 0, with_merge=i < n_stages - 1)
             for i in range(n_stages)])
         for i in self.out_indices:
@@ -349,15 +363,18 @@ class ReferenceLITv2(nn.Module):
         return tuple(outs)
 
 
-def build_reference_backbone(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24),
-                             alpha=0.9, local_ws=(0, 0, 2, 1), mlp_ratio=4.0, qkv_bias=True,
-                             qk_scale=None, out_indices=(0, 1, 2, 3), patch_norm=True):
+def build_reference_backbone(embed_dim=96, depths=(2, 2, 6, 2),
+                             num_heads=(3, 6, 12, 24), alpha=0.9,
+                             local_ws=(0, 0, 2, 1), mlp_ratio=4.0,
+                             qkv_bias=True, qk_scale=None,
+                             out_indices=(0, 1, 2, 3), patch_norm=True):
     """Build the reference backbone.  Stages whose local_ws is 0 have no
     attention (ConvFFN-only blocks), matching the reference's has_msa
     [0, 0, 1, 1] with local_ws [0, 0, s, 1].  Dropout and drop-path are not
     implemented (eval-only oracle, rates 0)."""
-    return ReferenceLITv2(embed_dim, tuple(depths), tuple(num_heads), alpha, tuple(local_ws),
-                          mlp_ratio, qkv_bias, qk_scale, tuple(out_indices), patch_norm)
+    return ReferenceLITv2(embed_dim, tuple(depths), tuple(num_heads), alpha,
+                          tuple(local_ws), mlp_ratio, qkv_bias, qk_scale,
+                          tuple(out_indices), patch_norm)
 
 
 @torch.no_grad()
@@ -420,7 +437,8 @@ def hilo_flops(dim, num_heads, window_size, alpha, H, W):
     n_p = hp * wp
     kv_len = (hp // s) * (wp // s)
     # Hi-Fi: qkv projection, q@k and attn@v inside (Np / s^2) windows, proj
-    hifi = n_p * dim * hi_dim * 3 + kv_len * (s * s) ** 2 * hi_dim * 2 + n_p * hi_dim ** 2
+    hifi = (n_p * dim * hi_dim * 3 + kv_len * (s * s) ** 2 * hi_dim * 2
+            + n_p * hi_dim ** 2)
     # Lo-Fi: q projection, kv projection on pooled map, q@k and attn@v, proj
     lofi = (n_p * dim * lo_dim + kv_len * dim * lo_dim * 2
             + n_p * lo_dim * kv_len * 2 + n_p * lo_dim ** 2)

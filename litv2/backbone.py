@@ -14,8 +14,8 @@ class LITv2Backbone(LITv2Trunk):
     Attention", NeurIPS 2022).
 
     Four stages: a 4x4 patch embedding, then per stage a stack of blocks
-    (ConvFFN only where ``local_ws`` is 0, HiLo + ConvFFN otherwise) followed by
-    deformable token merging (DTM) into the next stage. Returns the selected
+    (ConvFFN only where ``local_ws`` is 0, HiLo + ConvFFN otherwise), followed
+    by deformable token merging (DTM) into the next stage. Returns the selected
     stages' features as NCHW maps with strides 4, 8, 16, 32; stages other than
     the first pass through a LayerNorm (``norm{i}``) first.
 

@@ -1,4 +1,5 @@
-"""The two kinds of LITv2 blocks: ConvFFN only (early stages) and HiLo + ConvFFN."""
+"""The two kinds of LITv2 blocks: ConvFFN only (early stages) and HiLo +
+ConvFFN."""
 from typing import Callable, Optional
 
 import torch
@@ -72,7 +73,8 @@ class LITv2Block(nn.Module):
                              attn_drop=attn_drop, proj_drop=drop)
         self.norm2 = norm_layer(dim)
         self.mlp = ConvFFN(dim, int(dim * mlp_ratio), drop=drop)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = (DropPath(drop_path) if drop_path > 0
+                          else nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # hasattr (not has_attention): TorchScript decides it at compile

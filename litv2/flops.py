@@ -27,7 +27,6 @@ Usage::
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Tuple
 
-import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
 from torch import nn
@@ -135,7 +134,8 @@ def count_flops(model: nn.Module, inputs: Tuple) -> FlopCount:
         for name in in_shapes
     }
     corrected = {
-        module: flops - sum(v for k, v in excluded.items() if _inside(k, module))
+        module: flops - sum(v for k, v in excluded.items()
+                            if _inside(k, module))
         for module, flops in by_module.items()
     }
     dtm = {}

@@ -12,8 +12,8 @@ Both branches run on the same input; their outputs are concatenated on the
 channel axis (Hi-Fi first). ``window_size == 1`` turns every head into a Lo-Fi
 head over the unpooled map: plain global multi-head self-attention.
 
-Tokens are kept as ``(B, H, W, C)`` maps: linear layers act on the last axis and
-the window / pooling reshapes need the 2-D layout anyway.
+Tokens are kept as ``(B, H, W, C)`` maps: linear layers act on the last axis
+and the window / pooling reshapes need the 2-D layout anyway.
 """
 import math
 

@@ -15,16 +15,24 @@ package is imported. ``pretrained=True`` downloads the reference's release
 outputs as NCHW maps (strides 4, 8, 16, 32) through ``forward_intermediates``.
 """
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg, generate_default_cfgs
-from timm.models import register_model
-from timm.models import register_notrace_function, register_notrace_module
+from timm.models import (
+    build_model_with_cfg,
+    generate_default_cfgs,
+    register_model,
+    register_notrace_function,
+    register_notrace_module,
+)
 
 from .archs import LITV2_ARCHS, local_windows
 from .checkpoint import unwrap_state_dict
 from .classifier import LITv2Classifier
 from .dtm import DeformConv2dWithBias
-from .layers import (contiguous_grad, crop_tokens, pad_to_min_size,
-                     pad_to_multiple)
+from .layers import (
+    contiguous_grad,
+    crop_tokens,
+    pad_to_min_size,
+    pad_to_multiple,
+)
 
 # torch.fx (timm's features_only='fx', FX feature extraction): the padding
 # helpers decide on the input size, contiguous_grad on requires_grad; each is

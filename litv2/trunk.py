@@ -15,7 +15,8 @@ from .layers import contiguous_grad, pad_to_multiple
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping ``patch_size`` convolution + norm; returns ``(B, H, W, C)``.
+    """Non-overlapping ``patch_size`` convolution + norm; returns
+    ``(B, H, W, C)``.
 
     The image is zero-padded right/bottom to a multiple of the patch size.
     """

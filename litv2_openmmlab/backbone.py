@@ -35,11 +35,12 @@ class LITv2(LITv2Backbone, BaseModule):
     ``mmseg_litv2``.
 
     Four stages: a 4x4 patch embedding, then per stage a stack of blocks
-    (ConvFFN only where ``local_ws`` is 0, HiLo + ConvFFN otherwise) followed by
-    deformable token merging (DTM) into the next stage. Returns the selected
-    stages' features as NCHW maps with strides 4, 8, 16, 32; stages other than
-    the first pass through a LayerNorm (``norm{i}``) first. The network is
-    ``litv2.LITv2Backbone``; this class adds mmengine's initialisation.
+    (ConvFFN only where ``local_ws`` is 0, HiLo + ConvFFN otherwise)
+    followed by deformable token merging (DTM) into the next stage. Returns
+    the selected stages' features as NCHW maps with strides 4, 8, 16, 32;
+    stages other than the first pass through a LayerNorm (``norm{i}``)
+    first. The network is ``litv2.LITv2Backbone``; this class adds
+    mmengine's initialisation.
 
     Parameter names follow the reference implementation, so its released
     ImageNet, detection and segmentation checkpoints load unchanged.

@@ -7,8 +7,10 @@ import contextlib
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from litv2_runtime.checkpoint_io import (CheckpointError,
-                                         use_safe_checkpoint_loader)
+from litv2_runtime.checkpoint_io import (
+    CheckpointError,
+    use_safe_checkpoint_loader,
+)
 
 
 def _allow_timm_train_args():

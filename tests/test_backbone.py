@@ -55,7 +55,8 @@ def test_frozen_stages():
     # A training step leaves frozen BN statistics untouched.
     before = model.layers[0].downsample.norm_layer.running_mean.clone()
     model(torch.randn(2, 3, 64, 64))[-1].sum().backward()
-    assert torch.equal(before, model.layers[0].downsample.norm_layer.running_mean)
+    assert torch.equal(before,
+                       model.layers[0].downsample.norm_layer.running_mean)
     assert all(p.grad is None for n, p in model.named_parameters()
                if n.startswith('layers.0.'))
     assert model.train() is model and model.eval() is model
@@ -78,7 +79,8 @@ def test_gradient_checkpointing_same_outputs_and_gradients():
         model.train()
         outs = model(x)
         sum(o.square().mean() for o in outs).backward()
-        results.append((outs, {n: p.grad for n, p in model.named_parameters()}))
+        results.append(
+            (outs, {n: p.grad for n, p in model.named_parameters()}))
     (outs_a, grads_a), (outs_b, grads_b) = results
     for a, b in zip(outs_a, outs_b):
         assert rel_err(b, a) < 1e-6
@@ -157,10 +159,11 @@ def test_patch_norm_off():
 
 
 def test_registered_in_mmdet_and_mmseg():
-    import mmdet_litv2  # noqa: F401
-    import mmseg_litv2  # noqa: F401
     from mmdet.registry import MODELS as DET_MODELS
     from mmseg.registry import MODELS as SEG_MODELS
+
+    import mmdet_litv2  # noqa: F401
+    import mmseg_litv2  # noqa: F401
     assert DET_MODELS.get('LITv2') is LITv2
     assert SEG_MODELS.get('LITv2') is LITv2
     det = DET_MODELS.build(dict(type='LITv2', **tiny_kwargs()))

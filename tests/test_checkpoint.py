@@ -1,4 +1,5 @@
-"""Checkpoints in the reference's layouts load with no missing/unexpected key."""
+"""Checkpoints in the reference's layouts load with no missing or unexpected
+key."""
 import pytest
 import torch
 

@@ -12,9 +12,12 @@ import torch
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 
 from litv2 import LITv2
-from litv2_runtime import (CorruptCheckpointError, UnsafeCheckpointError,
-                           load_from_file_weights_only,
-                           use_safe_checkpoint_loader)
+from litv2_runtime import (
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+    load_from_file_weights_only,
+    use_safe_checkpoint_loader,
+)
 from tests.tiny_data import REPO, make_coco, tiny_det_config
 from tests.utils import tiny_kwargs
 

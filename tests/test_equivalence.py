@@ -52,7 +52,8 @@ def test_gradients_equal_reference(window):
     model.train()
     grads = {}
     for name, net in (('reference', reference), ('model', model)):
-        x = torch.randn(2, 3, 70, 101, generator=torch.Generator().manual_seed(2),
+        x = torch.randn(2, 3, 70, 101,
+                        generator=torch.Generator().manual_seed(2),
                         requires_grad=True)
         sum(o.square().mean() for o in net(x)).backward()
         grads[name] = dict(net.named_parameters(), input=x)
@@ -70,10 +71,10 @@ def test_gradients_equal_reference(window):
 def test_baseline_backbone_for_fps_builds_from_litv2_config():
     """benchmarks/reference_backbone.py: the baseline registered for
     tools/fps.py takes LITv2's config and holds LITv2's initial weights."""
-    import mmdet_litv2  # noqa: F401
     from mmdet.registry import MODELS
 
     import benchmarks.reference_backbone  # noqa: F401
+    import mmdet_litv2  # noqa: F401
     from tests.utils import tiny_kwargs
     cfg = dict(tiny_kwargs(), drop_path_rate=0.1, out_indices=(1, 2, 3))
     torch.manual_seed(0)

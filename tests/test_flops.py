@@ -8,10 +8,15 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
-from litv2.paper_figures import PAPER_TABLES
 from litv2 import DeformableTokenMerging, HiLo, hilo_flops
-from litv2.flops import (FlopCount, count_flops, deform_conv_flops,
-                         flop_analyzer, per_stage)
+from litv2.flops import (
+    FlopCount,
+    count_flops,
+    deform_conv_flops,
+    flop_analyzer,
+    per_stage,
+)
+from litv2.paper_figures import PAPER_TABLES
 from tests.test_tools import load_tool
 from tests.tiny_data import CONFIGS
 

@@ -25,9 +25,11 @@ def plain_multihead_attention(x, hilo):
     tokens = x.reshape(b, h * w, c)
     q = (tokens @ hilo.l_q.weight.T + hilo.l_q.bias).view(b, -1, heads, hd)
     kv = tokens @ hilo.l_kv.weight.T + hilo.l_kv.bias
-    k, v = kv[..., :c].view(b, -1, heads, hd), kv[..., c:].view(b, -1, heads, hd)
+    k = kv[..., :c].view(b, -1, heads, hd)
+    v = kv[..., c:].view(b, -1, heads, hd)
     attn = torch.einsum('bqhd,bkhd->bhqk', q, k) * hd**-0.5
-    out = torch.einsum('bhqk,bkhd->bqhd', attn.softmax(-1), v).reshape(b, -1, c)
+    out = torch.einsum('bhqk,bkhd->bqhd', attn.softmax(-1), v)
+    out = out.reshape(b, -1, c)
     out = out @ hilo.l_proj.weight.T + hilo.l_proj.bias
     return out.view(b, h, w, c)
 

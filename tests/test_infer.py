@@ -63,13 +63,15 @@ def random_checkpoint(config: Path, path: Path, seed: int = 0) -> Path:
     cfg = Config.fromfile(str(config))
     task = cfg.default_scope
     if task == 'mmdet':
-        import mmdet_litv2  # noqa: F401
         from mmdet.registry import MODELS
         from mmdet.utils import register_all_modules
+
+        import mmdet_litv2  # noqa: F401
     else:
-        import mmseg_litv2  # noqa: F401
         from mmseg.registry import MODELS
         from mmseg.utils import register_all_modules
+
+        import mmseg_litv2  # noqa: F401
     register_all_modules(init_default_scope=False)
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)

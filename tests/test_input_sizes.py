@@ -62,8 +62,9 @@ def _tiny(cfg: Config) -> Config:
 
 
 def _detector(name: str):
-    import mmdet_litv2  # noqa: F401
     from mmdet.registry import MODELS
+
+    import mmdet_litv2  # noqa: F401
     init_default_scope('mmdet')
     cfg = _tiny(Config.fromfile(str(CONFIGS / f'{name}.py')))
     if name.startswith('retinanet'):
@@ -110,9 +111,10 @@ def test_detector_outputs_fit_the_image(name):
 
 
 def test_segmentor_output_is_image_sized():
-    import mmseg_litv2  # noqa: F401
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
+
+    import mmseg_litv2  # noqa: F401
     init_default_scope('mmseg')
     cfg = _tiny(Config.fromfile(
         str(CONFIGS / 'semantic_fpn_litv2_s_ade20k.py')))

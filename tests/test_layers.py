@@ -4,8 +4,13 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import DropPath as MmcvDropPath
 
-from litv2.layers import (DropPath, contiguous_grad, crop_tokens,
-                          pad_to_min_size, pad_to_multiple)
+from litv2.layers import (
+    DropPath,
+    contiguous_grad,
+    crop_tokens,
+    pad_to_min_size,
+    pad_to_multiple,
+)
 
 
 def test_drop_path_same_draws_as_mmcv():

@@ -18,9 +18,15 @@ import yaml
 from mmengine.config import Config
 from torch.overrides import TorchFunctionMode
 
-from litv2.paper_figures import (CLASSIFIERS, CODE_URL, DENSE_MODELS,
-                                 PAPER_TABLES, PAPER_TITLE, PAPER_URL,
-                                 weights_url)
+from litv2.paper_figures import (
+    CLASSIFIERS,
+    CODE_URL,
+    DENSE_MODELS,
+    PAPER_TABLES,
+    PAPER_TITLE,
+    PAPER_URL,
+    weights_url,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED = ('Name', 'In Collection', 'Config', 'Metadata', 'Results',
@@ -74,13 +80,15 @@ def built_parameters(name: str) -> int:
             cfg.model.backbone.init_cfg = None
             scope = cfg.default_scope
             if scope == 'mmdet':
-                import mmdet_litv2  # noqa: F401
                 from mmdet.registry import MODELS
                 from mmdet.utils import register_all_modules
+
+                import mmdet_litv2  # noqa: F401
             else:
-                import mmseg_litv2  # noqa: F401
                 from mmseg.registry import MODELS
                 from mmseg.utils import register_all_modules
+
+                import mmseg_litv2  # noqa: F401
             register_all_modules(init_default_scope=False)
             model = MODELS.build(cfg.model)
     assert any(p.is_meta for p in model.parameters())

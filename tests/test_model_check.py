@@ -4,9 +4,11 @@ model, before any data is read; a mismatch names both lists and the keys."""
 import pytest
 from mmengine.config import Config
 
-from litv2_runtime.model_check import (ModelConfigError,
-                                       check_backbone_widths,
-                                       litv2_output_widths)
+from litv2_runtime.model_check import (
+    ModelConfigError,
+    check_backbone_widths,
+    litv2_output_widths,
+)
 from tests.tiny_data import CONFIGS
 
 ALL_CONFIGS = sorted(CONFIGS.glob('*.py')) + sorted(

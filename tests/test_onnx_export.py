@@ -29,7 +29,8 @@ def standard_ops(path):
 
 def test_classifier_exports_and_matches(tmp_path):
     import litv2.timm_models  # noqa: F401
-    model = randomize_(timm.create_model('litv2_s', num_classes=10, **TINY_ARCH))
+    model = randomize_(
+        timm.create_model('litv2_s', num_classes=10, **TINY_ARCH))
     path = tmp_path / 'tiny.onnx'
     # odd size: HiLo and patch-embedding padding, DTM's dropped row/column
     traced = torch.randn(1, 3, 70, 98)

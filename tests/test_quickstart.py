@@ -96,11 +96,11 @@ def evaluate(cfg: Path, checkpoint: Path, work_dir: Path, cwd: Path,
 def untrained_checkpoint(cfg_path: Path, path: Path) -> Path:
     """The config's model as the Runner initialises it, before training."""
     import torch
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
     from mmengine.config import Config
 
     import mmdet_litv2  # noqa: F401
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
 
     register_all_modules(init_default_scope=False)
     torch.manual_seed(0)

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from litv2_runtime import load_from_file_weights_only

@@ -10,8 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from litv2_runtime import (CheckpointMismatchError, load_checkpoint_strictly,
-                           load_state_dict_strictly)
+from litv2_runtime import (
+    CheckpointMismatchError,
+    load_checkpoint_strictly,
+    load_state_dict_strictly,
+)
 from tests.tiny_data import REPO, make_coco, tiny_det_config
 
 

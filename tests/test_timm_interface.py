@@ -11,8 +11,10 @@ import pytest
 import timm
 import torch
 from timm.models import get_notrace_functions, get_notrace_modules
-from torchvision.models.feature_extraction import (create_feature_extractor,
-                                                   get_graph_node_names)
+from torchvision.models.feature_extraction import (
+    create_feature_extractor,
+    get_graph_node_names,
+)
 
 import litv2
 from benchmarks.reference_litv2 import build_reference_backbone, randomize_

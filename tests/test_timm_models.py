@@ -10,14 +10,13 @@ import pytest
 import timm
 import torch
 
+import mmdet_litv2  # noqa: F401,E402  (LITv2 in mmdet's registry)
 from benchmarks.reference_litv2 import build_reference_backbone, randomize_
 from litv2 import LITV2_ARCHS, LITv2Classifier, local_windows
 from litv2.flops import count_flops
 from litv2.paper_figures import CLASSIFIERS
 from litv2.timm_models import _MODELS, checkpoint_filter_fn
 from tests.utils import TINY_ARCH, rel_err, tiny_kwargs
-
-import mmdet_litv2  # noqa: F401,E402  (LITv2 in mmdet's registry)
 
 NAMES = ('litv2_s', 'litv2_m', 'litv2_b', 'litv2_b_384')
 ARCH_OF = dict(litv2_s='s', litv2_m='m', litv2_b='b', litv2_b_384='b')
@@ -122,7 +121,8 @@ def test_pretrained_cfgs():
         source = timm.models._builder._resolve_pretrained_source
         assert source(cfg) == (
             'url', cfg['url'])
-        model = timm.create_model(name, **TINY_ARCH)  # arch overridable, dpr kept
+        # the architecture can be overridden; drop path is kept
+        model = timm.create_model(name, **TINY_ARCH)
         blocks = [b for stage in model.layers for b in stage.blocks]
         assert blocks[-1].drop_path.drop_prob == pytest.approx(
             expected_dpr[name])
@@ -218,7 +218,8 @@ def test_timm_interface():
                                layer_decay=0.9)
     assert model.default_cfg['architecture'] == 'litv2_s'
     with torch.no_grad():
-        no_head = timm.create_model('litv2_s', num_classes=0, **TINY_ARCH).eval()
+        no_head = timm.create_model('litv2_s', num_classes=0,
+                                    **TINY_ARCH).eval()
         assert no_head(x).shape == (2, 128)
     model.train()
     model.set_grad_checkpointing(True)
@@ -261,6 +262,7 @@ def test_timm_checkpoint_initialises_detection_backbone(tmp_path):
                          for k in own if k not in fresh)
     # and the same through mmseg
     from mmseg.registry import MODELS as SEG_MODELS
+
     import mmseg_litv2  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmseg'):
         seg = SEG_MODELS.build(dict(

@@ -15,8 +15,15 @@ from mmengine.config import Config
 from benchmarks.reference_litv2 import build_reference_backbone, randomize_
 from litv2_runtime import CPUAutocastOptimWrapper, cpu_bf16_support
 from litv2_runtime.launch import adapt_to_device, detect_task
-from tests.tiny_data import (CONFIGS, REPO, TINY_BACKBONE, make_ade, make_coco,
-                             tiny_det_config, tiny_seg_config)
+from tests.tiny_data import (
+    CONFIGS,
+    REPO,
+    TINY_BACKBONE,
+    make_ade,
+    make_coco,
+    tiny_det_config,
+    tiny_seg_config,
+)
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(),
                             reason='checks the run-time changes for no GPU')

@@ -166,13 +166,13 @@ def test_if_missing_and_bad_arguments(tmp_path, capsys):
 
 
 def test_quickstart_configs_read_the_toy_data(toy_root):
+    from mmdet.utils import register_all_modules as mmdet_modules
     from mmengine.config import Config
     from mmengine.registry import DATASETS, init_default_scope
+    from mmseg.utils import register_all_modules as mmseg_modules
 
     import mmdet_litv2  # noqa: F401
     import mmseg_litv2  # noqa: F401
-    from mmdet.utils import register_all_modules as mmdet_modules
-    from mmseg.utils import register_all_modules as mmseg_modules
 
     mmdet_modules(init_default_scope=False)
     mmseg_modules(init_default_scope=False)

@@ -181,7 +181,7 @@ def _kill_node_1_and_wait(nodes, marker, work):
     print(f'node 0 stopped {stopped_after:.1f} s after node 1 was killed')
     assert codes[0] != 0
     # one line: what failed, the bound, the checkpoint to resume from
-    assert (f'DistributedError: rank 0 of 2: a collective operation failed'
+    assert ('DistributedError: rank 0 of 2: a collective operation failed'
             in outputs[0]), outputs[0][-3000:]
     assert f'env_cfg.dist_cfg.timeout = {TIMEOUT_S} s' in outputs[0]
     assert f'Last checkpoint: {work / "iter_2.pth"}' in outputs[0]

@@ -39,7 +39,6 @@ from pathlib import Path
 import torch
 from mmengine.utils import ProgressBar
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 MODELS = ('litv2_s', 'litv2_m', 'litv2_b', 'litv2_b_384')
 MEASURES = ('flops', 'throughput', 'test-mem', 'train-mem')
 

@@ -27,15 +27,12 @@ the command fails otherwise.
 """
 import argparse
 import os.path as osp
-import sys
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.model import revert_sync_batchnorm  # noqa: E402
-from mmengine.registry import DefaultScope  # noqa: E402
+import torch
+from mmengine.config import DictAction
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import DefaultScope
 
 MIN_OPSET = 16  # GridSample
 

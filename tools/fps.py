@@ -45,24 +45,25 @@ import sys
 import time
 from contextlib import nullcontext
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
+from mmengine.config import DictAction
+from mmengine.logging import print_log
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+from mmengine.utils import ProgressBar
 
-import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.logging import print_log  # noqa: E402
-from mmengine.registry import DefaultScope  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-from mmengine.utils import ProgressBar  # noqa: E402
-
-from litv2_runtime import CheckpointError  # noqa: E402
-from litv2_runtime.inference_model import (PAPER_SHAPES,  # noqa: E402
-                                           autocast_network,
-                                           build_inference_model,
-                                           load_config, synthetic_batch)
+from litv2_runtime import CheckpointError
 from litv2_runtime.cpu_amp import CPUBF16Error, require_cpu_bf16  # noqa
-from litv2_runtime.launch import init_distributed_without_gpu  # noqa: E402
-from litv2_runtime.model_check import ModelConfigError  # noqa: E402
-from litv2_runtime.strict_load import allowed_missing_keys  # noqa: E402
+from litv2_runtime.inference_model import (
+    PAPER_SHAPES,
+    autocast_network,
+    build_inference_model,
+    load_config,
+    synthetic_batch,
+)
+from litv2_runtime.launch import init_distributed_without_gpu
+from litv2_runtime.model_check import ModelConfigError
+from litv2_runtime.strict_load import allowed_missing_keys
 
 AMP_DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
 

@@ -17,20 +17,19 @@ the paper's tables, whose counter did not see DTM's deformable convolutions;
 """
 import argparse
 import json
-import os.path as osp
-import sys
 from functools import partial
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
+from mmengine.analysis import parameter_count
+from mmengine.config import DictAction
 
-import torch  # noqa: E402
-from mmengine.analysis import parameter_count  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-
-from litv2.flops import backbone_stages, count_flops, per_stage  # noqa: E402
-from litv2_runtime.inference_model import (PAPER_SHAPES,  # noqa: E402
-                                           build_inference_model,
-                                           load_config, synthetic_batch)
+from litv2.flops import backbone_stages, count_flops, per_stage
+from litv2_runtime.inference_model import (
+    PAPER_SHAPES,
+    build_inference_model,
+    load_config,
+    synthetic_batch,
+)
 
 
 def parse_args(argv=None):

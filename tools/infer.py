@@ -37,16 +37,13 @@ import os.path as osp
 import sys
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import numpy as np
+import torch
+from mmengine.config import Config, DictAction
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
-
-from litv2_runtime import CheckpointError  # noqa: E402
-from litv2_runtime.launch import detect_task, setup_task  # noqa: E402
-from litv2_runtime.strict_load import (load_state_dict_strictly,  # noqa: E402
-                                     state_dict_of)
+from litv2_runtime import CheckpointError
+from litv2_runtime.launch import detect_task, setup_task
+from litv2_runtime.strict_load import load_state_dict_strictly, state_dict_of
 
 # the image files of a folder or a glob, as mmdet's DetInferencer lists them
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',

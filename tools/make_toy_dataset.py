@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Make the quickstart's toy data set: synthetic shapes on textured backgrounds.
+"""Make the quickstart's toy data set: synthetic shapes on textured
+backgrounds.
 
 Two parts, both made from one seed (same seed, same files, byte for byte):
 
@@ -10,7 +11,8 @@ Two parts, both made from one seed (same seed, same files, byte for byte):
     coco/annotations/instances_train.json polygons, boxes, areas
     coco/annotations/instances_val.json
 
-``<out>/seg``  ADE20K-style semantic segmentation (mmseg's ``BaseSegDataset``)::
+``<out>/seg``  ADE20K-style semantic segmentation (mmseg's
+``BaseSegDataset``)::
 
     seg/images/training/000000.png ...        RGB images
     seg/images/validation/...

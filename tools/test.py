@@ -18,20 +18,20 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmengine.config import Config, DictAction
 
-from mmengine.config import Config, DictAction  # noqa: E402
-
-from litv2_runtime import CheckpointError  # noqa: E402
-from litv2_runtime.dataset_errors import DatasetNamingRunner  # noqa: E402
-from litv2_runtime.launch import (adapt_to_device,  # noqa: E402
-                                  close_distributed, detect_task,
-                                  init_distributed_without_gpu, setup_task,
-                                  task_runners)
-from litv2_runtime.model_check import (ModelConfigError,  # noqa: E402
-                                       check_backbone_widths)
-from litv2_runtime.strict_load import (allowed_missing_keys,  # noqa: E402
-                                       use_strict_loading)
+from litv2_runtime import CheckpointError
+from litv2_runtime.dataset_errors import DatasetNamingRunner
+from litv2_runtime.launch import (
+    adapt_to_device,
+    close_distributed,
+    detect_task,
+    init_distributed_without_gpu,
+    setup_task,
+    task_runners,
+)
+from litv2_runtime.model_check import ModelConfigError, check_backbone_widths
+from litv2_runtime.strict_load import allowed_missing_keys, use_strict_loading
 
 
 def parse_args(argv=None):

@@ -7,15 +7,14 @@ timm's registry.
 
 timm's scripts build models by name from its registry; this registers
 ``litv2_s``, ``litv2_m``, ``litv2_b`` and ``litv2_b_384``
-(``litv2.timm_models``) and then runs the script as ``__main__`` with the remaining arguments.
+(``litv2.timm_models``) and then runs the script as ``__main__`` with the
+remaining arguments.
 """
 import os.path as osp
 import runpy
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-import litv2.timm_models  # noqa: E402,F401  (registers the models)
+import litv2.timm_models  # noqa: F401  (registers the models)
 
 
 def main(argv=None):

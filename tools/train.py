@@ -24,25 +24,33 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.logging import print_log  # noqa: E402
-
-import torch  # noqa: E402
-from litv2_runtime import (CheckpointError, CPUBF16Error,  # noqa: E402
-                           NonFiniteLossError, require_cpu_bf16)
-from litv2_runtime.dataset_errors import DatasetNamingRunner  # noqa: E402
-from litv2_runtime.dist_failure import (DistributedError,  # noqa: E402
-                                        dist_timeout_s, distributed_failure)
-from litv2_runtime.launch import (adapt_to_device,  # noqa: E402
-                                  add_reliability_hooks, close_distributed,
-                                  detect_task, init_distributed_without_gpu,
-                                  setup_task, task_runners)
-from litv2_runtime.model_check import (ModelConfigError,  # noqa: E402
-                                       check_backbone_widths)
-from litv2_runtime.strict_load import (allowed_missing_keys,  # noqa: E402
-                                       use_strict_loading)
+from litv2_runtime import (
+    CheckpointError,
+    CPUBF16Error,
+    NonFiniteLossError,
+    require_cpu_bf16,
+)
+from litv2_runtime.dataset_errors import DatasetNamingRunner
+from litv2_runtime.dist_failure import (
+    DistributedError,
+    dist_timeout_s,
+    distributed_failure,
+)
+from litv2_runtime.launch import (
+    adapt_to_device,
+    add_reliability_hooks,
+    close_distributed,
+    detect_task,
+    init_distributed_without_gpu,
+    setup_task,
+    task_runners,
+)
+from litv2_runtime.model_check import ModelConfigError, check_backbone_widths
+from litv2_runtime.strict_load import allowed_missing_keys, use_strict_loading
 
 
 def parse_args(argv=None):

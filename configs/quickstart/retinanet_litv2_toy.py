@@ -1,5 +1,6 @@
-# Quickstart: RetinaNet with a small LITv2 backbone, trained from scratch on the
-# toy shapes data set (tools/make_toy_dataset.py writes it to data/toy) on CPU.
+# Quickstart: RetinaNet with a small LITv2 backbone, trained from scratch on
+# the toy shapes data set (tools/make_toy_dataset.py writes it to data/toy) on
+# CPU.
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',
     './_base_/toy_coco_detection.py',
