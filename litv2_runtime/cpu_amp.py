@@ -88,3 +88,20 @@ class CPUAutocastOptimWrapper(OptimWrapper):
         with super().optim_context(model), \
                 torch.autocast('cpu', dtype=self.cast_dtype):
             yield
+
+
+def amp_option_error(amp, device: str):
+    """What is wrong with ``--amp {bf16,fp16}`` on ``device`` (one line), or
+    None: fp16 only on a GPU (CPUs have no fp16 arithmetic to speak of),
+    bf16 on a GPU that has it or a CPU with bf16 arithmetic."""
+    if amp == 'fp16' and device != 'cuda':
+        return '--amp fp16 needs --device cuda (on a CPU: --amp bf16)'
+    if amp == 'bf16' and device == 'cpu':
+        try:
+            require_cpu_bf16('--amp bf16')
+        except CPUBF16Error as err:
+            return str(err)
+    if (amp == 'bf16' and device == 'cuda'
+            and not torch.cuda.is_bf16_supported()):
+        return '--amp bf16: this GPU has no bf16 support; use --amp fp16'
+    return None

@@ -185,14 +185,10 @@ def parse_args(argv=None):
         parser.error(f'--amp: choose bf16 or fp16, got {args.amp!r}')
     if args.amp == 'default':
         args.amp = 'fp16' if args.device == 'cuda' else 'bf16'
-    if args.amp == 'fp16' and args.device == 'cpu':
-        parser.error('--amp fp16 needs --device cuda (on a CPU: --amp bf16)')
-    if args.amp == 'bf16' and args.device == 'cpu':
-        from litv2_runtime.cpu_amp import CPUBF16Error, require_cpu_bf16
-        try:
-            require_cpu_bf16('--amp bf16')
-        except CPUBF16Error as err:
-            parser.error(str(err))
+    from litv2_runtime.cpu_amp import amp_option_error
+    amp_error = amp_option_error(args.amp, args.device)
+    if amp_error:
+        parser.error(amp_error)
     return args
 
 

@@ -53,7 +53,7 @@ from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 
 from litv2_runtime import CheckpointError
-from litv2_runtime.cpu_amp import CPUBF16Error, require_cpu_bf16  # noqa
+from litv2_runtime.cpu_amp import amp_option_error
 from litv2_runtime.inference_model import (
     PAPER_SHAPES,
     autocast_network,
@@ -120,19 +120,9 @@ def parse_args(argv=None):
                      f'{args.shape}')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: torch sees no CUDA device')
-    if args.amp == 'fp16' and args.device != 'cuda':
-        # CPU float16 kernels are slower than float32 (no native fp16
-        # arithmetic on most CPUs): an fp16 speed is only meaningful on a GPU
-        parser.error('--amp fp16 needs --device cuda (on a CPU: --amp bf16)')
-    if args.amp == 'bf16' and args.device == 'cpu':
-        try:
-            require_cpu_bf16('--amp bf16')
-        except CPUBF16Error as err:
-            parser.error(str(err))
-    if (args.amp == 'bf16' and args.device == 'cuda'
-            and not torch.cuda.is_bf16_supported()):
-        parser.error('--amp bf16: this GPU has no bf16 support; use --amp '
-                     'fp16')
+    amp_error = amp_option_error(args.amp, args.device)
+    if amp_error:
+        parser.error(amp_error)
     if (args.checkpoint is not None and '://' not in args.checkpoint
             and not osp.isfile(args.checkpoint)):
         parser.error(f'checkpoint {args.checkpoint!r} not found')
