@@ -59,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -284,7 +285,14 @@ def build_classifier(name, device):
 def bench_classifiers(args, report):
     for tier in args.tiers:
         litv2_name, peers = PEERS[tier]
+        if args.peers:
+            peers = [n for n in peers if n in args.peers]
         names = [litv2_name] + peers
+        # The paper's comparison (S) at every batch size; M and B, whose
+        # batch-64 rounds would take most of the run on a small CPU, at the
+        # --mb-batches.
+        batches = args.batches if tier == 's' else args.mb_batches
+        rounds = args.rounds if tier == 's' else args.mb_rounds
         models, skipped = {}, []
         for name in names:
             try:
@@ -298,12 +306,12 @@ def bench_classifiers(args, report):
         one = torch.randn(1, 3, 224, 224, device=args.device)
         counts = {n: count(m, one) for n, m in models.items()}
         for mode in args.modes:
-            for batch in args.batches:
+            for batch in batches:
                 x = torch.randn(batch, 3, 224, 224, device=args.device)
                 run = {n: prepare(m, mode) for n, m in models.items()}
                 fns = {n: (lambda m=m: m(x)) for n, m in run.items()}
                 with torch.no_grad(), mode_context(mode, args.device):
-                    t, mem = interleaved(fns, args.rounds, args.device,
+                    t, mem = interleaved(fns, rounds, args.device,
                                          memory=(mode == 'fp32'))
                 ips = {n: batch / s for n, s in t.items()}
                 best_peer = max((n for n in ips if n != litv2_name),
@@ -376,6 +384,8 @@ def bench_backbones(args, report):
         except Exception as e:
             skipped.append(f'{litv2_name} ({type(e).__name__}: {e})')
         for name in BACKBONE_PEERS[tier]:
+            if args.peers and name not in args.peers:
+                continue
             try:
                 m = build_timm_backbone(name, shape, args.device)
                 with torch.no_grad():
@@ -434,8 +444,23 @@ DETECTORS = {
 }
 
 
+def random_detector_checkpoint(config, path):
+    """Weights of the config's own initialisation (no pretrained file)."""
+    from mmengine.config import Config
+
+    import mmdet_litv2  # noqa: F401
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    torch.save({'state_dict': model.state_dict()}, path)
+
+
 def bench_detectors(args, report):
-    from benchmarks.bench_detector import random_checkpoint
     configs = {}
     for name, cfg in DETECTORS.items():
         configs[name] = (_mmdet_config(cfg[len('mmdet:'):])
@@ -446,7 +471,7 @@ def bench_detectors(args, report):
         ckpts = {}
         for i, (name, cfg) in enumerate(configs.items()):
             ckpts[name] = Path(tmp) / f'det{i}.pth'
-            random_checkpoint(cfg, ckpts[name])
+            random_detector_checkpoint(cfg, ckpts[name])
         names = list(configs)
         for r in range(args.det_rounds):
             k = r % len(names)
@@ -700,13 +725,21 @@ def parse_args(argv=None):
                    default=['cls', 'backbone', 'detector', 'attention',
                             'train'])
     p.add_argument('--quick', action='store_true',
-                   help='a few minutes: tier S, one round, no detector')
+                   help='a few minutes: tier S, batch 16, one round, no detector')
     p.add_argument('--modes', nargs='+', default=['fp32'],
                    choices=['fp32', 'bf16', 'compile'])
     p.add_argument('--tiers', nargs='+', default=['s', 'm', 'b'],
                    choices=list(PEERS))
     p.add_argument('--batches', nargs='+', type=int, default=[64, 16])
-    p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--rounds', type=int, default=3,
+                   help='timed rounds (tier S classifiers and backbones)')
+    p.add_argument('--mb-batches', nargs='+', type=int, default=[16],
+                   help='batch sizes of the M and B tiers (64 too for the '
+                   "paper's)")
+    p.add_argument('--mb-rounds', type=int, default=2)
+    p.add_argument('--peers', nargs='+',
+                   help='only these timm peers (names of PEERS / '
+                   'BACKBONE_PEERS), e.g. for --modes compile')
     p.add_argument('--backbone-tiers', nargs='+', default=['s'],
                    choices=list(PEERS))
     p.add_argument('--backbone-shape', nargs=2, type=int,
@@ -730,6 +763,7 @@ def parse_args(argv=None):
     if args.quick:
         args.tiers = ['s']
         args.rounds = 1
+        args.batches = [16]
         args.train_tiers = ['s']
         args.train_rounds = 1
         args.attn_rounds = 2
@@ -751,7 +785,14 @@ def main(argv=None):
         if part in args.parts:
             print(f'== {part} ({time.time() - machine.start:.0f} s)',
                   flush=True)
-            runners[part](args, report)
+            try:
+                runners[part](args, report)
+            except Exception:  # report it, go on with the other parts
+                err = traceback.format_exc()
+                print(err, flush=True)
+                report.add(f'Part {part}: failed',
+                           '```\n' + err.strip().splitlines()[-1] + '\n```',
+                           [])
     command = 'python benchmarks/bench_peers.py ' + ' '.join(
         sys.argv[1:] if argv is None else argv)
     report.write(command.strip())
