@@ -10,7 +10,9 @@ Parts (each a markdown table and, with matplotlib, a PNG bar chart):
 * ``cls``: ImageNet classifiers at 224x224, batch 64 (the paper's) and a
   small batch (16): images/s, peak memory of one forward, params and
   FLOPs. LITv2-S/M/B (``timm.create_model('litv2_*')``) against timm's
-  builds of the paper's peers at matching sizes (``PEERS``).
+  builds of the paper's peers at matching sizes (``PEERS``). By default
+  the M and B tiers run at batch 16 only (``--mb-batches 64 16`` adds the
+  paper's batch; about 12 more minutes on 2 cores).
 * ``backbone``: backbones on one 1x3x800x1280 image: the project's LITv2 as
   mmdet builds it (``MODELS.build`` of the RetinaNet config's backbone dict)
   against timm's ``features_only`` peers (four feature maps each).
@@ -43,9 +45,11 @@ The load average and the CPU time stolen by the hypervisor during the run
 are printed with the results; on a shared machine compare ratios, not
 absolute figures.
 
-Defaults fit ``make bench-peers`` into about 15 minutes on 2 CPU cores;
-``--quick`` (a few minutes) runs LITv2-S's tier only, one round, no
-detector.
+Defaults are sized for ``make bench-peers`` to take about 15 minutes on 2
+idle CPU cores; ``--quick`` (a few minutes) runs LITv2-S's tier only, batch
+16, one round, no detector. bf16 / compile, e.g.:
+``--parts cls backbone attention --modes bf16 compile --tiers s
+--batches 16 --peers resnet50 convnext_tiny xcit_small_12_p16_224``.
 """
 import argparse
 import contextlib
