@@ -694,7 +694,7 @@ class Report:
                                 chart=chart))
         print(f'\n### {title}\n\n{text}\n', flush=True)
 
-    def write(self, command):
+    def write(self, command, charts=True, quiet=False):
         machine = self.machine.summary()
         lines = ['# LITv2 against its peers', '',
                  f'`{command}`', '', f'Measured on: {machine}.', '',
@@ -716,7 +716,7 @@ class Report:
             Path(self.args.json).write_text(json.dumps(results, indent=1))
         if self.args.markdown:
             Path(self.args.markdown).write_text('\n'.join(lines))
-        if self.args.figures:
+        if self.args.figures and charts:
             from benchmarks.plot_peers import charts_from_results, \
                 have_matplotlib
             if have_matplotlib():
@@ -726,7 +726,8 @@ class Report:
             else:
                 print('matplotlib not installed (requirements/bench.txt): '
                       'no PNG charts')
-        print(f'\n{machine}')
+        if not quiet:
+            print(f'\n{machine}')
 
 
 PARTS = ('cls', 'backbone', 'detector', 'attention', 'train')
@@ -791,6 +792,8 @@ def main(argv=None):
     torch.manual_seed(0)
     machine = Machine(args.device)
     report = Report(args, machine)
+    command = ('python benchmarks/bench_peers.py ' + ' '.join(
+        sys.argv[1:] if argv is None else argv)).strip()
     runners = dict(cls=bench_classifiers, backbone=bench_backbones,
                    detector=bench_detectors, attention=bench_attention,
                    train=bench_train)
@@ -806,9 +809,9 @@ def main(argv=None):
                 report.add(f'Part {part}: failed',
                            '```\n' + err.strip().splitlines()[-1] + '\n```',
                            [])
-    command = 'python benchmarks/bench_peers.py ' + ' '.join(
-        sys.argv[1:] if argv is None else argv)
-    report.write(command.strip())
+            # What is measured so far is kept if a later part is stopped.
+            report.write(command, charts=False, quiet=True)
+    report.write(command)
 
 
 if __name__ == '__main__':
