@@ -745,7 +745,7 @@ def parse_args(argv=None):
     p.add_argument('--tiers', nargs='+', default=['s', 'm', 'b'],
                    choices=list(PEERS))
     p.add_argument('--batches', nargs='+', type=int, default=[64, 16])
-    p.add_argument('--rounds', type=int, default=3,
+    p.add_argument('--rounds', type=int, default=2,
                    help='timed rounds (tier S classifiers and backbones)')
     p.add_argument('--mb-batches', nargs='+', type=int, default=[16],
                    help='batch sizes of the M and B tiers (64 too for the '
@@ -759,7 +759,7 @@ def parse_args(argv=None):
     p.add_argument('--backbone-shape', nargs=2, type=int,
                    default=[800, 1280])
     p.add_argument('--det-rounds', type=int, default=2)
-    p.add_argument('--det-images', type=int, default=2)
+    p.add_argument('--det-images', type=int, default=1)
     p.add_argument('--attn-batch', type=int, default=64)
     p.add_argument('--attn-rounds', type=int, default=5)
     p.add_argument('--train-tiers', nargs='+', default=['s', 'm', 'b'],
