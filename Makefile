@@ -4,7 +4,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.env-stamp
 ENV_INPUTS := tools/setup_env.sh pyproject.toml $(wildcard requirements/*.txt)
 
-.PHONY: env lint demo demo-backbone test bench-hilo bench-detector bench bench-cls bench-amp clean-env
+.PHONY: env lint demo demo-backbone test bench-hilo bench-detector bench bench-cls \
+	bench-amp bench-peers clean-env
 
 env: $(STAMP)
 
@@ -53,6 +54,17 @@ bench: $(STAMP)
 BENCH_CLS_ARGS ?=
 bench-cls: $(STAMP)
 	$(PY) tools/classification_benchmark.py $(BENCH_CLS_ARGS)
+
+# LITv2 against the peers of the paper's speed tables (timm / mmdet builds), side
+# by side: classifiers, backbones at 800x1280, RetinaNet, the single-attention-
+# layer benchmark, training step; markdown + PNG charts. ~15 min on 2 CPU cores;
+# BENCH_PEERS_ARGS=--quick for a few minutes, "--modes fp32 bf16 compile" for
+# bf16 autocast and torch.compile too.
+BENCH_PEERS_ARGS ?=
+bench-peers: $(STAMP)
+	$(PY) benchmarks/bench_peers.py --markdown benchmarks/results_peers.md \
+		--json benchmarks/results_peers.json --figures benchmarks/figures_peers \
+		$(BENCH_PEERS_ARGS)
 
 clean-env:
 	rm -rf $(VENV)

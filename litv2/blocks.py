@@ -46,8 +46,15 @@ class ConvFFN(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.act(self.dwconv(self.fc1(x))))
-        return self.drop(self.fc2(x))
+        x = self.dwconv(self.fc1(x))
+        if x.requires_grad:
+            x = self.act(x)
+        else:
+            # Nothing records the conv output (no autograd): GELU in place
+            # spares a fresh buffer the size of the block's widest tensor
+            # (4x the channels); same values as nn.GELU.
+            x = torch.ops.aten.gelu_(x, approximate=self.act.approximate)
+        return self.drop(self.fc2(self.drop(x)))
 
 
 class LITv2Block(nn.Module):

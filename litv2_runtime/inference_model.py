@@ -11,6 +11,7 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import DefaultScope
 
 from .launch import detect_task, setup_task
 from .model_check import check_backbone_widths
@@ -49,7 +50,10 @@ def build_inference_model(cfg: Config, task: str,
     registry = import_module(f'{task}.registry').MODELS
     import_module(f'{task}.utils').register_all_modules(
         init_default_scope=False)
-    model = revert_sync_batchnorm(registry.build(cfg.model))
+    # In the task's scope: the nested builds (data preprocessor, heads) of a
+    # stock mmdet/mmseg config look their types up there.
+    with DefaultScope.overwrite_default_scope(task):
+        model = revert_sync_batchnorm(registry.build(cfg.model))
     if checkpoint is not None:
         load_checkpoint_strictly(model, checkpoint, allow_missing)
     else:
