@@ -3,7 +3,6 @@ config built for inference, and synthetic images of a given size packed as
 the test pipeline packs them, so that they go through the model's own data
 preprocessor (normalisation, padding) like real ones."""
 import logging
-from contextlib import contextmanager
 from importlib import import_module
 from typing import Iterable, Optional
 
@@ -82,48 +81,3 @@ def synthetic_batch(task: str, height: int, width: int, seed: int = 0,
         from mmseg.structures import SegDataSample
         sample = SegDataSample(metainfo=meta)
     return dict(inputs=[image], data_samples=[sample])
-
-
-# The parts of a detector / segmentor that compute features and head outputs;
-# what comes after them (box decoding, NMS, RoIAlign, mask pasting, resizing)
-# stays in fp32: mmcv's CPU NMS and RoIAlign take fp32 only, and decoded box
-# coordinates of a 1333-pixel image would lose pixels in bf16.
-NETWORK_PARTS = ('backbone', 'neck', 'rpn_head', 'bbox_head',
-                 'roi_head.bbox_head', 'roi_head.mask_head', 'decode_head',
-                 'auxiliary_head')
-
-
-def _to_float(value):
-    if isinstance(value, torch.Tensor):
-        return value.float() if value.is_floating_point() else value
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_float(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _to_float(v) for k, v in value.items()}
-    return value
-
-
-@contextmanager
-def autocast_network(model: torch.nn.Module, device: str,
-                     dtype: torch.dtype):
-    """Run the network parts of ``model`` (``NETWORK_PARTS``) under
-    ``torch.autocast(device, dtype)`` and hand their outputs on in fp32, so
-    that post-processing runs in fp32 as it was written for."""
-    patched = []
-    for name in NETWORK_PARTS:
-        try:
-            part = model.get_submodule(name)
-        except AttributeError:
-            continue
-
-        def forward(*args, _forward=part.forward, **kwargs):
-            with torch.autocast(device, dtype=dtype):
-                return _to_float(_forward(*args, **kwargs))
-
-        part.forward = forward  # instance attribute: removed on exit
-        patched.append(part)
-    try:
-        yield
-    finally:
-        for part in patched:
-            del part.forward

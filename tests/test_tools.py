@@ -175,9 +175,21 @@ def test_amp_training_on_cpu(tools, tmp_path, monkeypatch):
         wrapper = runner.optim_wrapper
         assert isinstance(wrapper, CPUAutocastOptimWrapper)
         assert (tmp_path / 'work' / 'iter_2.pth').is_file()
-        with wrapper.optim_context(runner.model):
-            assert torch.is_autocast_enabled('cpu')
-            assert torch.get_autocast_dtype('cpu') == torch.bfloat16
+        # inside the step's context the network runs in bf16 and hands its
+        # outputs on in fp32 (losses, NMS)
+        model = runner.model
+        seen = []
+        hook = model.backbone.patch_embed.register_forward_hook(
+            lambda module, args, out: seen.append(out.dtype))
+        images = torch.randn(1, 3, 64, 64)
+        with torch.no_grad(), wrapper.optim_context(model):
+            feats = model.extract_feat(images)
+        hook.remove()
+        assert seen == [torch.bfloat16]
+        assert all(f.dtype == torch.float32 for f in feats)
+        with torch.no_grad():  # and nothing is left patched afterwards
+            model.extract_feat(images)
+        assert not torch.is_autocast_enabled('cpu')
     monkeypatch.setenv('LITV2_ASSUME_NO_CPU_BF16', '1')
     run = subprocess.run(
         [sys.executable, 'tools/train.py', str(cfg), '--amp', '--work-dir',

@@ -53,10 +53,10 @@ from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 
 from litv2_runtime import CheckpointError
+from litv2_runtime.autocast_parts import autocast_network
 from litv2_runtime.cpu_amp import amp_option_error
 from litv2_runtime.inference_model import (
     PAPER_SHAPES,
-    autocast_network,
     build_inference_model,
     load_config,
     synthetic_batch,
