@@ -102,8 +102,8 @@ def main():
              f'{torch.__version__}; bf16 arithmetic: '
              f'{"yes" if bf16 else "no"} ({found})', '',
              f'Backbone, 1x3x{h}x{w}, window {args.window}, trained-like '
-             f'weights; median of {args.repeat} alternating runs; error = '
-             'worst stage\'s mean |amp - fp32| / mean |fp32|:', '',
+             f'weights; median of {args.repeat} alternating runs; error per '
+             'stage = mean |amp - fp32| / mean |fp32|:', '',
              '| backbone | fp32 s | bf16 s | bf16 speed-up | bf16 error '
              f'(stages 1-4) | fp16 error (stages 1-4, 99x{w + 3}) |',
              '|---|---|---|---|---|---|']
