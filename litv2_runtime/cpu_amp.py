@@ -2,9 +2,9 @@
 natively (AVX512-BF16, AMX, Arm's BF16 extension).
 
 mmengine's ``AmpOptimWrapper`` refuses to start without a GPU, NPU or MLU;
-``CPUAutocastOptimWrapper`` is the same training step with the network
-under ``torch.autocast('cpu', dtype=torch.bfloat16)`` (losses and
-post-processing in fp32, ``autocast_parts.py``). bf16 has fp32's exponent
+``CPUAutocastOptimWrapper`` is the same training step under
+``torch.autocast('cpu', dtype=torch.bfloat16)``, post-processing in fp32
+(``autocast_parts.py``). bf16 has fp32's exponent
 range, so no loss scaling is needed (fp16 on a CPU would need it and is slower
 than fp32 there, so it is not offered). ``tools/train.py --amp`` and configs
 with ``AmpOptimWrapper`` use it on machines without CUDA
@@ -19,7 +19,7 @@ import torch
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
-from .autocast_parts import autocast_network
+from .autocast_parts import autocast_model
 
 # /proc/cpuinfo flags of native bf16 arithmetic: x86 AVX512-BF16 and AMX-BF16;
 # 'bf16' is Arm's (FEAT_BF16).
@@ -88,10 +88,11 @@ class CPUAutocastOptimWrapper(OptimWrapper):
 
     @contextmanager
     def optim_context(self, model: torch.nn.Module):
-        # the network under autocast; losses and the proposals' NMS in fp32
+        # the step under autocast, post-processing (the proposals' NMS,
+        # RoIAlign) in fp32
         network = model.module if hasattr(model, 'module') else model
         with super().optim_context(model), \
-                autocast_network(network, 'cpu', self.cast_dtype):
+                autocast_model(network, 'cpu', self.cast_dtype):
             yield
 
 

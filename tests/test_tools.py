@@ -175,8 +175,8 @@ def test_amp_training_on_cpu(tools, tmp_path, monkeypatch):
         wrapper = runner.optim_wrapper
         assert isinstance(wrapper, CPUAutocastOptimWrapper)
         assert (tmp_path / 'work' / 'iter_2.pth').is_file()
-        # inside the step's context the network runs in bf16 and hands its
-        # outputs on in fp32 (losses, NMS)
+        # inside the step's context the network runs in bf16, the
+        # post-processing in fp32
         model = runner.model
         seen = []
         hook = model.backbone.patch_embed.register_forward_hook(
@@ -184,9 +184,12 @@ def test_amp_training_on_cpu(tools, tmp_path, monkeypatch):
         images = torch.randn(1, 3, 64, 64)
         with torch.no_grad(), wrapper.optim_context(model):
             feats = model.extract_feat(images)
+            logits = model.decode_head.forward(feats)
+            assert logits.dtype == torch.bfloat16
+            assert model.decode_head.predict_by_feat(
+                logits, [dict(img_shape=(64, 64))]).dtype == torch.float32
         hook.remove()
         assert seen == [torch.bfloat16]
-        assert all(f.dtype == torch.float32 for f in feats)
         with torch.no_grad():  # and nothing is left patched afterwards
             model.extract_feat(images)
         assert not torch.is_autocast_enabled('cpu')

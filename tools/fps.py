@@ -53,7 +53,7 @@ from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 
 from litv2_runtime import CheckpointError
-from litv2_runtime.autocast_parts import autocast_network
+from litv2_runtime.autocast_parts import autocast_model
 from litv2_runtime.cpu_amp import amp_option_error
 from litv2_runtime.inference_model import (
     PAPER_SHAPES,
@@ -168,7 +168,7 @@ def measure(model, batches, args, progress):
     ``args.num_images`` timed ``test_step`` calls."""
     # the network under autocast, post-processing (NMS, ...) in fp32
     def autocast():
-        return (autocast_network(model, args.device, AMP_DTYPES[args.amp])
+        return (autocast_model(model, args.device, AMP_DTYPES[args.amp])
                 if args.amp else nullcontext())
     elapsed = 0.0
     for i in range(args.warmup + args.num_images):
