@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .hilo import HiLo
-from .layers import DropPath
+from .layers import DropPath, gelu_unless_recorded
 
 
 class TokenDepthwiseConv(nn.Module):
@@ -46,14 +46,8 @@ class ConvFFN(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.dwconv(self.fc1(x))
-        if x.requires_grad:
-            x = self.act(x)
-        else:
-            # Nothing records the conv output (no autograd): GELU in place
-            # spares a fresh buffer the size of the block's widest tensor
-            # (4x the channels); same values as nn.GELU.
-            x = torch.ops.aten.gelu_(x, approximate=self.act.approximate)
+        x = gelu_unless_recorded(self.dwconv(self.fc1(x)),
+                                 self.act.approximate)
         return self.drop(self.fc2(self.drop(x)))
 
 

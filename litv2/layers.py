@@ -76,6 +76,16 @@ def contiguous_grad(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def gelu_unless_recorded(x: torch.Tensor,
+                         approximate: str = 'none') -> torch.Tensor:
+    """GELU; in place when autograd records nothing (inference), which
+    spares a fresh buffer the size of the input (in ConvFFN the block's
+    widest tensor, 4x the channels). Same values as ``F.gelu``."""
+    if x.requires_grad:
+        return F.gelu(x, approximate=approximate)
+    return torch.ops.aten.gelu_(x, approximate=approximate)
+
+
 def drop_path(x: torch.Tensor, drop_prob: float = 0.0,
               training: bool = False) -> torch.Tensor:
     """Stochastic depth per sample: zero the whole residual branch of a
