@@ -37,8 +37,9 @@ from .layers import (
 
 # torch.fx (timm's features_only='fx', FX feature extraction): the padding
 # helpers decide on the input size, contiguous_grad and gelu_unless_recorded
-# on requires_grad; each is kept as one call in the graph. The deformable conv is one leaf module (it
-# checks its input size and builds its sampling grid from it).
+# on requires_grad; each is kept as one call in the graph. The deformable
+# conv is one leaf module (it checks its input size and builds its sampling
+# grid from it).
 for _fn in (pad_to_multiple, crop_tokens, pad_to_min_size, contiguous_grad,
             gelu_unless_recorded):
     register_notrace_function(_fn)
