@@ -18,7 +18,6 @@ left out: torch would emulate it.
 """
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,19 +34,8 @@ from benchmarks.amp_accuracy import (  # noqa: E402
     trained_like_backbone,
 )
 from benchmarks.bench_detector import random_checkpoint  # noqa: E402
-from benchmarks.bench_hilo import cpu_ticks, steal_share  # noqa: E402
+from benchmarks.machine import cpu_name, cpu_ticks, steal_share  # noqa
 from litv2_runtime.cpu_amp import cpu_bf16_support  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def time_backbone(model, images, repeat, bf16):

@@ -12,7 +12,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from benchmarks.machine import cpu_name  # noqa: E402
 from litv2.paper_figures import PAPER_TABLES  # noqa: E402
 from litv2_runtime.inference_model import PAPER_SHAPES  # noqa: E402
 
@@ -34,14 +34,6 @@ def run_tool(tool, args, out):
     return json.loads(out.read_text())
 
 
-def cpu_model():
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None):
@@ -100,7 +92,7 @@ def write_table(args, flops, fps, load_before, start):
 # Params, FLOPs and CPU FPS of the paper's configs
 
 `make bench` (`benchmarks/bench_configs.py`), {datetime.date.today()}:
-{cpu_model()}, {os.cpu_count()} CPU cores, no GPU, torch {_torch()} with \
+{cpu_name()}, {os.cpu_count()} CPU cores, no GPU, torch {_torch()} with \
 {threads} threads, fp32, random weights. Load average (1 min) \
 {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end \
 ({minutes:.0f} min; above the thread count means other jobs shared the \

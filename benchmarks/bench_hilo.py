@@ -34,6 +34,7 @@ import torch
 import torch.utils.flop_counter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.machine import cpu_ticks, steal_share  # noqa: E402
 from benchmarks.reference_litv2 import (  # noqa: E402
     DeformConv2x2,
     build_reference_backbone,
@@ -52,20 +53,8 @@ def build_hilo_free(arch):
     return LITv2(**cfg, drop_path_rate=0.0)
 
 
-def cpu_ticks():
-    """(all, stolen) CPU ticks since boot, or None where /proc/stat is not."""
-    try:
-        with open('/proc/stat') as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return None
-    return sum(fields[:8]), fields[7]
 
 
-def steal_share(start, end):
-    if start is None or end is None or end[0] == start[0]:
-        return float('nan')
-    return (end[1] - start[1]) / (end[0] - start[0])
 
 
 def build_pair(arch, window, seed=0):

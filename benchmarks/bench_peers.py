@@ -57,7 +57,6 @@ import ctypes
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -71,6 +70,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from benchmarks.machine import cpu_name, cpu_ticks  # noqa: E402
 
 # tier -> (LITv2 model, timm peers at matching size). S: the paper's speed
 # table; M and B: the small / base versions timm has.
@@ -118,13 +118,6 @@ PAPER_ATTN_CPU = {'HiLo': 1029, 'SRA (PVTv2, sr 2)': 710,
 
 # -- measurement helpers ---------------------------------------------------
 
-def cpu_ticks():
-    try:
-        with open('/proc/stat') as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return None
-    return sum(fields[:8]), fields[7]
 
 
 def loadavg():
@@ -134,14 +127,6 @@ def loadavg():
         return float('nan')
 
 
-def cpu_name():
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
 
 
 class Machine:
