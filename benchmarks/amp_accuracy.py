@@ -9,18 +9,20 @@ from typing import List
 import torch
 
 from benchmarks.reference_litv2 import randomize_
-from litv2 import LITV2_ARCHS, LITv2, local_windows
+from litv2 import LITV2_ARCHS, LITv2Backbone, local_windows
 
 
-def trained_like_backbone(arch: str, window: int, seed: int = 0) -> LITv2:
+def trained_like_backbone(arch: str, window: int,
+                          seed: int = 0) -> LITv2Backbone:
     """The paper's backbone of ``arch`` with window ``window``, holding
     weights as a trained model has them (``randomize_``: DTM offsets of a
     fraction of a pixel to about a pixel, BN running statistics away from
     0 / 1, norm scales around 1), in eval mode. A freshly built model has
     zero DTM offsets and identity BN statistics, under which the errors
     this measures would not show."""
-    model = LITv2(**LITV2_ARCHS[arch], alpha=0.9,
-                  local_ws=local_windows(window), drop_path_rate=0.0)
+    # the plain-PyTorch backbone: nothing of OpenMMLab is needed to measure
+    model = LITv2Backbone(**LITV2_ARCHS[arch], alpha=0.9,
+                          local_ws=local_windows(window), drop_path_rate=0.0)
     return randomize_(model, seed=seed).eval()
 
 
