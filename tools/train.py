@@ -45,6 +45,7 @@ from litv2_runtime.launch import (
     add_reliability_hooks,
     close_distributed,
     detect_task,
+    free_finished_run,
     init_distributed_without_gpu,
     setup_task,
     task_runners,
@@ -182,3 +183,4 @@ if __name__ == '__main__':
     except (CheckpointError, NonFiniteLossError, ModelConfigError,
             DistributedError, CPUBF16Error) as err:
         sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback
+    free_finished_run()
