@@ -212,6 +212,13 @@ def mode_context(mode, device):
 def prepare(model, mode):
     if mode == 'compile':
         return torch.compile(model)
+    if mode == 'compile-nolayout':
+        # Inductor's CPU layout optimisation (channels-last for every conv)
+        # gives LITv2's (B, H, W, C) residual stream transposed strides
+        # where a conv reads a permuted view of it (DTM); this mode shows
+        # every model without it (see docs/measuring.md).
+        return torch.compile(
+            model, options=dict(layout_optimization=False))
     return model
 
 
@@ -691,7 +698,9 @@ class Report:
                  'Median of interleaved rounds in one process (see '
                  '`benchmarks/bench_peers.py`); fp32 = eager float32, bf16 = '
                  'eager under `torch.autocast(bfloat16)`, compile = '
-                 '`torch.compile` (default options, fp32). GMACs: '
+                 '`torch.compile` (default options, fp32), '
+                 'compile-nolayout = `torch.compile` with inductor\'s '
+                 '`layout_optimization=False`. GMACs: '
                  '`FlopCounterMode` multiply-adds of one image, the same '
                  'counter for every model. Peak memory: resident memory '
                  'one forward adds (CPU) / `max_memory_allocated` (CUDA). '
@@ -734,7 +743,7 @@ def parse_args(argv=None):
                    help='a few minutes: tier S, batch 16, one round, no '
                    'detector')
     p.add_argument('--modes', nargs='+', default=['fp32'],
-                   choices=['fp32', 'bf16', 'compile'])
+                   choices=['fp32', 'bf16', 'compile', 'compile-nolayout'])
     p.add_argument('--tiers', nargs='+', default=['s', 'm', 'b'],
                    choices=list(PEERS))
     p.add_argument('--batches', nargs='+', type=int, default=[64, 16])
