@@ -27,6 +27,7 @@ from .archs import LITV2_ARCHS, local_windows
 from .checkpoint import unwrap_state_dict
 from .classifier import LITv2Classifier
 from .dtm import DeformConv2dWithBias
+from .hilo import window_attention
 from .layers import (
     contiguous_grad,
     crop_tokens,
@@ -37,11 +38,12 @@ from .layers import (
 
 # torch.fx (timm's features_only='fx', FX feature extraction): the padding
 # helpers decide on the input size, contiguous_grad and gelu_unless_recorded
-# on requires_grad; each is kept as one call in the graph. The deformable
+# on requires_grad, window_attention on the dtype; each is kept as one call
+# in the graph. The deformable
 # conv is one leaf module (it checks its input size and builds its sampling
 # grid from it).
 for _fn in (pad_to_multiple, crop_tokens, pad_to_min_size, contiguous_grad,
-            gelu_unless_recorded):
+            gelu_unless_recorded, window_attention):
     register_notrace_function(_fn)
 del _fn
 register_notrace_module(DeformConv2dWithBias)

@@ -6,6 +6,7 @@ from benchmarks.reference_litv2 import HiLoAttention as ReferenceHiLo
 from benchmarks.reference_litv2 import hilo_flops as reference_hilo_flops
 from benchmarks.reference_litv2 import randomize_
 from litv2 import HiLo, hilo_flops
+from litv2.hilo import window_attention
 from tests.utils import rel_err
 
 
@@ -104,3 +105,58 @@ def test_flops_match_reference_formula(dim, heads, window, alpha, h, w):
 def test_invalid_arguments(kwargs, word):
     with pytest.raises(ValueError, match=word):
         HiLo(**kwargs)
+
+
+def _qkv(shape, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g).to(dtype) for _ in range(3)]
+
+
+@pytest.mark.parametrize('tokens', [4, 9, 16])
+def test_window_attention_equals_fused_attention(tokens):
+    """Hi-Fi's explicit window attention computes what
+    F.scaled_dot_product_attention computes: in float64 to its rounding
+    (1e-12), in fp32 to fp32's (1e-5 relative to the output), values and
+    gradients."""
+    F = torch.nn.functional
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        q, k, v = (t.requires_grad_() for t in _qkv((50, 3, tokens, 32),
+                                                     dtype))
+        out = window_attention(q, k, v, 32**-0.5)
+        grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+        fused = F.scaled_dot_product_attention(q, k, v, scale=32**-0.5)
+        fused_grads = torch.autograd.grad(fused.square().sum(), (q, k, v))
+        assert out.dtype == dtype
+        assert rel_err(out, fused) < tol
+        for g, f in zip(grads, fused_grads):
+            assert rel_err(g, f) < tol
+
+
+def test_window_attention_in_low_precision():
+    """bf16: softmax in fp32, the result as close to fp32's as bf16's 8-bit
+    rounding of q, k, v and the products allows (measured 0.003 mean
+    relative; bound 0.01). fp16: the fused kernel, which accumulates in
+    fp32, so that scores beyond fp16's range (65504) stay finite."""
+    F = torch.nn.functional
+    q, k, v = _qkv((50, 3, 4, 32))
+    exact = window_attention(q, k, v, 32**-0.5)
+    low = window_attention(*(t.bfloat16() for t in (q, k, v)), 32**-0.5)
+    assert low.dtype == torch.bfloat16
+    err = (low.float() - exact).abs().mean() / exact.abs().mean()
+    assert err < 0.01, err
+    big = [t.half() * 100 for t in (q, k, v)]
+    # the explicit products would overflow fp16 (|q.k| ~ 2e5)
+    assert torch.isinf(big[0] @ big[1].transpose(-2, -1)).any()
+    out = window_attention(*big, 32**-0.5)
+    assert torch.equal(out, F.scaled_dot_product_attention(*big,
+                                                           scale=32**-0.5))
+    assert torch.isfinite(out).all()
+
+
+def test_window_attention_dropout_only_in_training():
+    q, k, v = _qkv((20, 2, 4, 8))
+    assert torch.equal(window_attention(q, k, v, 0.3, 0.0),
+                       window_attention(q, k, v, 0.3, 0.0))
+    torch.manual_seed(0)
+    dropped = window_attention(q, k, v, 0.3, 0.5)
+    assert not torch.allclose(dropped, window_attention(q, k, v, 0.3, 0.0))
