@@ -35,7 +35,7 @@ from benchmarks.amp_accuracy import (  # noqa: E402
 )
 from benchmarks.bench_detector import random_checkpoint  # noqa: E402
 from benchmarks.machine import cpu_name, cpu_ticks, steal_share  # noqa
-from litv2_runtime.cpu_amp import cpu_bf16_support  # noqa: E402
+from litv2_openmmlab.engine.optim import cpu_bf16_support  # noqa: E402
 
 
 def time_backbone(model, images, repeat, bf16):

@@ -35,7 +35,7 @@ def random_checkpoint(config: str, path: Path):
     """Initialised weights of the config's model (no pretrained download)."""
     from mmengine.config import Config
 
-    from litv2_runtime.launch import detect_task, setup_task
+    from litv2_openmmlab.engine.runner import detect_task, setup_task
     cfg = Config.fromfile(config)
     task = detect_task(cfg, config)
     setup_task(task)

@@ -56,6 +56,6 @@ def test_amp_choice_follows_the_device(monkeypatch):
     with pytest.raises(SystemExit):  # emulated bf16 is no speed path
         bench.parse_args(['--device', 'cpu', '--amp'])
     monkeypatch.delenv('LITV2_ASSUME_NO_CPU_BF16')
-    from litv2_runtime import cpu_bf16_support
+    from litv2_openmmlab.engine.optim import cpu_bf16_support
     if cpu_bf16_support()[0]:
         assert bench.parse_args(['--device', 'cpu', '--amp']).amp == 'bf16'

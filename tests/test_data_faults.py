@@ -1,6 +1,6 @@
 """Bad data is named: faults injected into a tiny copy of the quickstart toy
 data set, read through the quickstart configs' data loaders as the tools'
-runner (litv2_runtime.dataset_errors.DatasetNamingRunner) builds them; a few
+runner (litv2_openmmlab.engine.runner.DatasetNamingRunner) builds them; a few
 through tools/train.py and tools/test.py themselves. A config with an invalid
 backbone value fails before any data is read."""
 import json
@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from litv2_runtime.dataset_errors import DatasetError, DatasetNamingRunner
+from litv2_openmmlab.engine.runner import DatasetError, DatasetNamingRunner
 from tests.test_quickstart import toy
 from tests.test_tools import load_tool
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from litv2_runtime import NonFiniteLossError, load_from_file_weights_only
-from litv2_runtime.finite_loss import non_finite_losses
-from litv2_runtime.launch import add_reliability_hooks
+from litv2_openmmlab.checkpoint import load_from_file_weights_only
+from litv2_openmmlab.engine.hooks import NonFiniteLossError, non_finite_losses
+from litv2_openmmlab.engine.runner import add_reliability_hooks
 from tests.tiny_data import REPO, make_ade, tiny_seg_config
 
 NAN_AT_3 = """

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from litv2_runtime.inference_model import build_inference_model, load_config
+from litv2_openmmlab.apis import build_inference_model, load_config
 from tests.test_tools import load_tool
 from tests.tiny_data import CONFIGS, make_ade, tiny_seg_config
 
@@ -103,7 +103,7 @@ def test_fps_cuda_and_fp16_without_a_gpu(fps, capsys):
 def test_fps_bf16_on_cpu(fps, capsys, monkeypatch):
     """bf16 autocast runs where the CPU has bf16 arithmetic and is refused
     in one line where it has not (emulated bf16 is no speed path)."""
-    from litv2_runtime import cpu_bf16_support
+    from litv2_openmmlab.engine.optim import cpu_bf16_support
     if cpu_bf16_support()[0]:
         result = fps.main([RETINANET_TOY, '--shape', '48', '64', '--amp',
                            'bf16', '--device', 'cpu'] + FEW)

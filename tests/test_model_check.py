@@ -1,10 +1,11 @@
 """The LITv2 backbone's output widths against the channels its consumers
-expect (litv2_runtime/model_check.py): checked when the tools build the
-model, before any data is read; a mismatch names both lists and the keys."""
+expect (litv2_openmmlab/model_config_check.py): checked when the tools build
+the model, before any data is read; a mismatch names both lists and the
+keys."""
 import pytest
 from mmengine.config import Config
 
-from litv2_runtime.model_check import (
+from litv2_openmmlab.model_config_check import (
     ModelConfigError,
     check_backbone_widths,
     litv2_output_widths,

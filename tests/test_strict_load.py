@@ -1,8 +1,8 @@
 """Whole-model checkpoints are loaded strictly by every tool
-(litv2_runtime/strict_load.py): a missing, unexpected or differently shaped
-key stops tools/test.py, tools/fps.py and tools/train.py's load_from with one
-line naming the file, the first keys and their count, before anything is
-evaluated; a partial load needs --allow-missing."""
+(litv2_openmmlab/checkpoint/strict_load.py): a missing, unexpected or
+differently shaped key stops tools/test.py, tools/fps.py and tools/train.py's
+load_from with one line naming the file, the first keys and their count,
+before anything is evaluated; a partial load needs --allow-missing."""
 import subprocess
 import sys
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from litv2_runtime import (
+from litv2_openmmlab.checkpoint import (
     CheckpointMismatchError,
     load_checkpoint_strictly,
     load_state_dict_strictly,
@@ -99,8 +99,8 @@ def detector(tmp_path_factory):
     builds at DEPTHS, in the layout the runner writes."""
     from mmengine.config import Config
 
-    from litv2_runtime.inference_model import build_inference_model
-    from litv2_runtime.launch import detect_task, setup_task
+    from litv2_openmmlab.apis import build_inference_model
+    from litv2_openmmlab.engine.runner import detect_task, setup_task
     root = tmp_path_factory.mktemp('strict')
     cfg_path = tiny_det_config(root / 'retinanet.py', 'retinanet_litv2_s_w2',
                                make_coco(root / 'coco'))

@@ -309,15 +309,16 @@ def test_model_core_needs_only_torch():
 
 def test_import_litv2_does_nothing_else():
     """``import litv2`` registers the timm models and imports nothing of
-    OpenMMLab or of the run-time support (whose import registers mmengine
-    hooks and swaps its checkpoint loader)."""
+    OpenMMLab or of the OpenMMLab adapter (whose plugins register mmengine
+    hooks and swap its checkpoint loader); tests/test_import_effects.py
+    checks what the adapter's imports do."""
     code = textwrap.dedent('''
         import sys
         import litv2
         import timm
         assert 'litv2_s' in timm.list_models('litv2*')
         print(sorted(m for m in ('mmcv', 'mmengine', 'mmdet', 'mmseg',
-                                 'litv2_runtime', 'litv2_openmmlab')
+                                 'litv2_openmmlab')
                      if m in sys.modules))
         from litv2 import LITv2
         import litv2_openmmlab

@@ -13,8 +13,11 @@ import torch
 from mmengine.config import Config
 
 from benchmarks.reference_litv2 import build_reference_backbone, randomize_
-from litv2_runtime import CPUAutocastOptimWrapper, cpu_bf16_support
-from litv2_runtime.launch import adapt_to_device, detect_task
+from litv2_openmmlab.engine.optim import (
+    CPUAutocastOptimWrapper,
+    cpu_bf16_support,
+)
+from litv2_openmmlab.engine.runner import adapt_to_device, detect_task
 from tests.tiny_data import (
     CONFIGS,
     REPO,
