@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 # custom_imports given by --cfg-options would come too late to be imported).
 RUN_FPS_WITH_BASELINE = (
     'import runpy, sys; sys.argv = sys.argv[1:]; '
-    'import benchmarks.reference_backbone; '
+    'import litv2_openmmlab.testing.reference_backbone; '
     "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 

@@ -10,6 +10,9 @@
 * ``apis/`` - a config's model built for inference;
 * ``model_config_check.py`` - the neck's ``in_channels`` against the
   backbone's output widths;
+* ``datasets/`` - the quickstart's toy data set;
+* ``testing/`` - the reference algorithm as an mmdet / mmseg backbone, for
+  comparisons;
 * ``plugin.py`` - what ``mmdet_litv2`` / ``mmseg_litv2`` do on import.
 
 Importing this package imports mmengine and mmcv (and ``litv2``, hence

@@ -8,8 +8,8 @@ import torch
 from mmengine.config import Config
 
 from litv2_openmmlab.apis import build_inference_model, load_config
-from tests.test_tools import load_tool
 from tests.tiny_data import CONFIGS, make_ade, tiny_seg_config
+from tools import fps as fps_tool
 
 RETINANET_TOY = str(CONFIGS / 'quickstart/retinanet_litv2_toy.py')
 SEG_TOY = str(CONFIGS / 'quickstart/semantic_fpn_litv2_toy.py')
@@ -20,7 +20,7 @@ FEW = ['--num-images', '2', '--warmup', '1']
 def fps():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: avoid thread synchronisation
-    yield load_tool('fps')
+    yield fps_tool
     torch.set_num_threads(threads)
 
 

@@ -32,7 +32,9 @@ def run(code: str) -> list:
                           text=True, check=True).stdout.splitlines()
 
 
-@pytest.mark.parametrize('package', ['litv2'])
+@pytest.mark.parametrize('package', ['litv2', 'litv2.testing',
+                                     'litv2.testing.reference',
+                                     'litv2.testing.amp_accuracy'])
 def test_plain_pytorch_imports_nothing_of_openmmlab(package):
     out = run(f'import sys\nimport {package}\n'
               f'print(sorted(m for m in {OPENMMLAB!r} if m in sys.modules))')

@@ -17,9 +17,9 @@ from torchvision.models.feature_extraction import (
 )
 
 import litv2
-from benchmarks.reference_litv2 import build_reference_backbone, randomize_
 from litv2 import LITV2_ARCHS, LITv2Classifier, local_windows
 from litv2.checkpoint import extract_backbone_state_dict, unwrap_state_dict
+from litv2.testing.reference import build_reference_backbone, randomize_
 from litv2.timm_models import checkpoint_filter_fn
 from tests.utils import TINY_ARCH, rel_err
 

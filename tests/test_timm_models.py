@@ -11,10 +11,10 @@ import timm
 import torch
 
 import mmdet_litv2  # noqa: F401,E402  (LITv2 in mmdet's registry)
-from benchmarks.reference_litv2 import build_reference_backbone, randomize_
 from litv2 import LITV2_ARCHS, LITv2Classifier, local_windows
 from litv2.flops import count_flops
 from litv2.paper_figures import CLASSIFIERS
+from litv2.testing.reference import build_reference_backbone, randomize_
 from litv2.timm_models import _MODELS, checkpoint_filter_fn
 from tests.utils import TINY_ARCH, rel_err, tiny_kwargs
 
