@@ -19,6 +19,7 @@ from torchvision.models.feature_extraction import (
 import litv2
 from litv2 import LITV2_ARCHS, LITv2Classifier, local_windows
 from litv2.checkpoint import extract_backbone_state_dict, unwrap_state_dict
+from litv2.paper_figures import CLASSIFIERS
 from litv2.testing.reference import build_reference_backbone, randomize_
 from litv2.timm_models import checkpoint_filter_fn
 from tests.utils import TINY_ARCH, rel_err
@@ -56,9 +57,13 @@ def reference_stage_outputs(model, x):
     return [c.permute(0, 3, 1, 2) for c in captured], normed
 
 
+# the stage widths of LITv2-S
+S_WIDTHS = [LITV2_ARCHS['s']['embed_dim'] * 2**i for i in range(4)]
+
+
 def test_features_only_paper_model_feature_info():
     model = timm.create_model('litv2_s', features_only=True).eval()
-    assert model.feature_info.channels() == [96, 192, 384, 768]
+    assert model.feature_info.channels() == S_WIDTHS
     assert model.feature_info.reduction() == [4, 8, 16, 32]
     assert model.feature_info.module_name() == [f'layers.{i}'
                                                 for i in range(4)]
@@ -281,8 +286,7 @@ def test_timm_models_need_only_torch_and_timm():
     ''')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, check=True).stdout.splitlines()
-    assert out == ['[96, 192, 384, 768]',
-                   "['litv2_b', 'litv2_b_384', 'litv2_m', 'litv2_s']",
+    assert out == [str(S_WIDTHS), str(sorted(CLASSIFIERS)),
                    'backbone needs OpenMMLab: ModuleNotFoundError']
 
 
