@@ -1,21 +1,15 @@
-"""mmseg plugin: ``custom_imports = dict(imports=['mmseg_litv2'])``.
+"""mmseg plugin, for ``custom_imports = dict(imports=['mmseg_litv2'])``.
 
-Importing it (:func:`litv2_openmmlab.plugin.install_plugin`):
-
-* registers the ``LITv2`` backbone in ``mmseg.registry.MODELS``;
-* registers the hooks ``AtomicCheckpointHook``, ``RandomStateHook`` and
-  ``FiniteLossHook`` in mmengine's ``HOOKS``, the file backend
-  ``atomic_local``, and ``CPUAutocastOptimWrapper`` in mmengine's
-  ``OPTIM_WRAPPERS``;
-* makes mmengine's ``CheckpointLoader`` read local files and
-  ``http(s)://`` URLs with ``weights_only=True`` and the allow-list
-  (process-wide): ``init_cfg`` ``Pretrained``, ``load_from``, ``resume``;
-* imports ``litv2``, which registers the ImageNet classifiers
-  ``litv2_s/m/b/b_384`` in timm's model registry when timm is installed.
+Importing it registers the ``LITv2`` backbone in ``mmseg.registry.MODELS``
+and, through :func:`litv2_openmmlab.plugin.install_plugin`, the hooks
+``AtomicCheckpointHook``, ``RandomStateHook``, ``FiniteLossHook``, the
+``atomic_local`` file backend and ``CPUAutocastOptimWrapper`` in mmengine;
+it makes mmengine's ``CheckpointLoader`` read local files and URLs with
+``weights_only=True`` and the allow-list (process-wide). Through ``litv2``
+it registers the classifiers ``litv2_s/m/b/b_384`` in timm (if installed).
 """
 from mmseg.registry import MODELS
 
-import litv2  # noqa: F401  (registers the timm classifiers if timm is there)
 from litv2_openmmlab import LITv2
 from litv2_openmmlab.plugin import install_plugin
 
