@@ -7,7 +7,7 @@ accuracy, side by side.
         [--num-images 3] [--rounds 2] [--no-detector] [--markdown FILE]
 
 Backbone: the paper's LITv2-S/M/B with weights as a trained model has them
-(benchmarks/amp_accuracy.py), batch 1, eval, no grad; fp32 and bf16 autocast
+(litv2/testing/amp_accuracy.py), batch 1, eval, no grad; fp32 and bf16 autocast
 alternate in one process and the median of the repeats is reported, with the
 per-stage mean relative error of bf16 (and fp16) autocast against fp32 (the
 quantity tests/test_mixed_precision.py bounds). fp16 is timed nowhere on a
@@ -29,13 +29,13 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from benchmarks.amp_accuracy import (  # noqa: E402
+from benchmarks.bench_detector import random_checkpoint  # noqa: E402
+from benchmarks.machine import cpu_name, cpu_ticks, steal_share  # noqa
+from litv2.testing.amp_accuracy import (  # noqa: E402
     autocast_stage_errors,
     trained_like_backbone,
 )
-from benchmarks.bench_detector import random_checkpoint  # noqa: E402
-from benchmarks.machine import cpu_name, cpu_ticks, steal_share  # noqa
-from litv2_runtime.cpu_amp import cpu_bf16_support  # noqa: E402
+from litv2_openmmlab.engine.optim import cpu_bf16_support  # noqa: E402
 
 
 def time_backbone(model, images, repeat, bf16):

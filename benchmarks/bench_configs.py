@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from benchmarks.machine import cpu_name  # noqa: E402
 from litv2.paper_figures import PAPER_TABLES  # noqa: E402
-from litv2_runtime.inference_model import PAPER_SHAPES  # noqa: E402
+from litv2_openmmlab.apis import PAPER_SHAPES  # noqa: E402
 
 
 def run_tool(tool, args, out):

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 # custom_imports given by --cfg-options would come too late to be imported).
 RUN_FPS_WITH_BASELINE = (
     'import runpy, sys; sys.argv = sys.argv[1:]; '
-    'import benchmarks.reference_backbone; '
+    'import litv2_openmmlab.testing.reference_backbone; '
     "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
@@ -35,7 +35,7 @@ def random_checkpoint(config: str, path: Path):
     """Initialised weights of the config's model (no pretrained download)."""
     from mmengine.config import Config
 
-    from litv2_runtime.launch import detect_task, setup_task
+    from litv2_openmmlab.engine.runner import detect_task, setup_task
     cfg = Config.fromfile(config)
     task = detect_task(cfg, config)
     setup_task(task)

@@ -1,5 +1,5 @@
 """Speed of the project's LITv2 backbone against the straightforward
-reference algorithm (benchmarks/reference_litv2.py), on identical weights.
+reference algorithm (litv2/testing/reference.py), on identical weights.
 
     python benchmarks/bench_hilo.py [--archs s m b] [--windows 2] [--repeat 5]
         [--infer-shape 800 1280] [--train-shape 512 512] [--threads N]
@@ -35,12 +35,12 @@ import torch.utils.flop_counter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.machine import cpu_ticks, steal_share  # noqa: E402
-from benchmarks.reference_litv2 import (  # noqa: E402
+from litv2 import LITV2_ARCHS, LITv2, local_windows  # noqa: E402
+from litv2.testing.reference import (  # noqa: E402
     DeformConv2x2,
     build_reference_backbone,
     randomize_,
 )
-from litv2 import LITV2_ARCHS, LITv2, local_windows  # noqa: E402
 
 
 def rel_err(a, b):

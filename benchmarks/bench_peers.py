@@ -27,7 +27,7 @@ Parts (each a markdown table and, with matplotlib, a PNG bar chart):
   per layer.
 * ``train``: one training step (forward + backward) of the LITv2-S/M/B
   backbones, the project's against the straightforward reference algorithm
-  (``benchmarks/reference_litv2.py``, as in ``bench_hilo.py``), eager and
+  (``litv2/testing/reference.py``, as in ``bench_hilo.py``), eager and
   (with ``--modes compile``) ``torch.compile``-d.
 
 Method: all models of one comparison are built in one process and run in
@@ -674,7 +674,7 @@ def bench_train(args, report):
           f'{r["project_s"]:.2f}', f'{r["speedup"]:.2f}x'] for r in rows])
     text += ('\n\nForward + backward of the sum of squared mean outputs, '
              'train mode, HiLo window 2; baseline: '
-             '`benchmarks/reference_litv2.py` (explicit attention, '
+             '`litv2/testing/reference.py` (explicit attention, '
              'torchvision deformable conv) on the same weights.')
     report.add(title, text, rows)
 

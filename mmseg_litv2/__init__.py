@@ -1,16 +1,18 @@
-"""mmseg plugin: ``custom_imports = dict(imports=['mmseg_litv2'])`` registers
-the ``LITv2`` backbone in ``mmseg.registry.MODELS`` (and the ImageNet
-classifiers ``litv2_s/m/b/b_384`` in timm's model registry)."""
+"""mmseg plugin, for ``custom_imports = dict(imports=['mmseg_litv2'])``.
+
+Importing it registers the ``LITv2`` backbone in ``mmseg.registry.MODELS``
+and, through :func:`litv2_openmmlab.plugin.install_plugin`, the hooks
+``AtomicCheckpointHook``, ``RandomStateHook``, ``FiniteLossHook``, the
+``atomic_local`` file backend and ``CPUAutocastOptimWrapper`` in mmengine;
+it makes mmengine's ``CheckpointLoader`` read local files and URLs with
+``weights_only=True`` and the allow-list (process-wide). Through ``litv2``
+it registers the classifiers ``litv2_s/m/b/b_384`` in timm (if installed).
+"""
 from mmseg.registry import MODELS
 
-import litv2  # noqa: F401  (registers the timm classifiers if timm is there)
 from litv2_openmmlab import LITv2
-from litv2_runtime import use_safe_checkpoint_loader
+from litv2_openmmlab.plugin import install_plugin
 
-MODELS.register_module(name='LITv2', module=LITv2)
-# Every checkpoint (init_cfg Pretrained, load_from, resume) is read with
-# weights_only=True and the allow-list; the hooks of litv2_runtime are
-# registered in mmengine's HOOKS.
-use_safe_checkpoint_loader()
+install_plugin(MODELS)
 
 __all__ = ['LITv2']

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from litv2 import LITV2_ARCHS, LITv2, local_windows
+from litv2.paper_figures import CLASSIFIERS
 from tests.utils import TINY_ARCH, rel_err, tiny_kwargs
 
 
@@ -26,8 +27,10 @@ def test_output_shapes_strides_channels(arch, size):
 
 def test_paper_parameter_count_of_backbones():
     # Backbone + the classifier's final norm and 1000-way head gives the
-    # paper's 28 / 49 / 87 M (the output norms norm1-3 are detection-only).
-    for arch, paper in (('s', 28), ('m', 49), ('b', 87)):
+    # paper's Params (M) of the classifiers (the output norms norm1-3 are
+    # detection-only).
+    for arch in LITV2_ARCHS:
+        paper = CLASSIFIERS[f'litv2_{arch}'].params_m
         model = LITv2(**LITV2_ARCHS[arch], out_indices=(0, ))
         width = model.num_features[-1]
         n = sum(p.numel() for p in model.parameters())
@@ -137,6 +140,8 @@ def test_invalid_arguments_raise_value_error(overrides, word):
 
 def test_reference_config_dicts_are_accepted():
     """The backbone dicts of the reference's configs build unchanged."""
+    # Deliberately a copy: LITv2-S's backbone dict as the reference's
+    # detection configs write it (an independent source, not LITV2_ARCHS).
     reference_dict = dict(
         embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
         window_size=7, mlp_ratio=4., qkv_bias=True, qk_scale=None,

@@ -3,8 +3,8 @@ key."""
 import pytest
 import torch
 
-from benchmarks.reference_litv2 import build_reference_backbone, randomize_
 from litv2 import LITV2_ARCHS, LITv2, local_windows
+from litv2.testing.reference import build_reference_backbone, randomize_
 from tests.utils import tiny_kwargs
 
 

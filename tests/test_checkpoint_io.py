@@ -12,7 +12,7 @@ import torch
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 
 from litv2 import LITv2
-from litv2_runtime import (
+from litv2_openmmlab.checkpoint import (
     CorruptCheckpointError,
     UnsafeCheckpointError,
     load_from_file_weights_only,

@@ -11,8 +11,8 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
 from torch.utils.data import Dataset
 
-import litv2_runtime.checkpoint_types as checkpoint_types
-from litv2_runtime import allow_mmengine_checkpoint_types
+import litv2_openmmlab.checkpoint.allowed_types as allowed_types
+from litv2_openmmlab.checkpoint import allow_mmengine_checkpoint_types
 
 pytestmark = pytest.mark.skipif(
     not hasattr(torch.serialization, 'add_safe_globals'),
@@ -70,13 +70,13 @@ def make_runner(work_dir, iters, **kwargs):
 def without_allow_list():
     """Start with torch's own allow-list; restore the previous one after."""
     saved = torch.serialization.get_safe_globals()
-    done = checkpoint_types._done
+    done = allowed_types._done
     torch.serialization.clear_safe_globals()
-    checkpoint_types._done = False
+    allowed_types._done = False
     yield
     torch.serialization.clear_safe_globals()
     torch.serialization.add_safe_globals(saved)
-    checkpoint_types._done = done
+    allowed_types._done = done
 
 
 def test_runner_checkpoint_loads_with_weights_only(tmp_path,

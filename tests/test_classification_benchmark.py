@@ -1,16 +1,9 @@
 """tools/classification_benchmark.py: runs, reports, measures something that
 is at least what must be in memory. Speed itself is not asserted."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location(
-    'classification_benchmark', ROOT / 'tools' / 'classification_benchmark.py')
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+from tools import classification_benchmark as bench
 
 
 def test_throughput_table(tmp_path):
@@ -56,6 +49,6 @@ def test_amp_choice_follows_the_device(monkeypatch):
     with pytest.raises(SystemExit):  # emulated bf16 is no speed path
         bench.parse_args(['--device', 'cpu', '--amp'])
     monkeypatch.delenv('LITV2_ASSUME_NO_CPU_BF16')
-    from litv2_runtime import cpu_bf16_support
+    from litv2_openmmlab.engine.optim import cpu_bf16_support
     if cpu_bf16_support()[0]:
         assert bench.parse_args(['--device', 'cpu', '--amp']).amp == 'bf16'

@@ -11,14 +11,14 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from litv2.paper_figures import DENSE_MODELS
+from litv2 import LITV2_ARCHS, local_windows
+from litv2.paper_figures import CLASSIFIERS, DENSE_MODELS, RELEASE_URL
 from tests.tiny_data import CONFIGS
 
-VARIANTS = {  # variant: embed_dim, depths, num_heads, drop_path, checkpoint
-    's': (96, [2, 2, 6, 2], [3, 6, 12, 24], 0.2),
-    'm': (96, [2, 2, 18, 2], [3, 6, 12, 24], 0.2),
-    'b': (128, [2, 2, 18, 2], [4, 8, 16, 32], 0.3),
-}
+# The recipe's stochastic depth per variant (the architecture itself, embed
+# dim, depths and heads, is LITV2_ARCHS; the configs' parameter counts are
+# checked against the paper's tables below).
+DROP_PATH = {'s': 0.2, 'm': 0.2, 'b': 0.3}
 DETECTION = [f'{model}_litv2_{v}_w{w}' for model in ('retinanet', 'mask_rcnn')
              for v in 'smb' for w in (2, 4)]
 SEGMENTATION = [f'semantic_fpn_litv2_{v}_ade20k' for v in 'smb']
@@ -69,20 +69,21 @@ def test_every_config_is_there():
 @pytest.mark.parametrize('name', ALL)
 def test_backbone_settings(name):
     cfg = load(name)
-    width, depths, heads, drop_path = VARIANTS[variant(name)]
+    arch = LITV2_ARCHS[variant(name)]
+    width = arch['embed_dim']
     bb = cfg.model.backbone
     assert bb.type == 'LITv2'
-    assert (bb.embed_dim, bb.depths, bb.num_heads) == (width, depths, heads)
-    assert bb.drop_path_rate == drop_path and bb.alpha == 0.9
+    assert (bb.embed_dim, bb.depths, bb.num_heads) == (
+        width, list(arch['depths']), list(arch['num_heads']))
+    assert bb.drop_path_rate == DROP_PATH[variant(name)] and bb.alpha == 0.9
     window = 4 if name.endswith('_w4') else 2
-    assert bb.local_ws == [0, 0, window, 1]
+    assert bb.local_ws == list(local_windows(window))
     assert bb.out_indices == (0, 1, 2, 3)
     assert bb.use_checkpoint == (variant(name) == 'b'
                                  and name not in SEGMENTATION)
     assert bb.init_cfg == dict(
         type='Pretrained',
-        checkpoint='https://github.com/ziplab/LITv2/releases/download/v1.0/'
-        f'litv2_{variant(name)}.pth')
+        checkpoint=RELEASE_URL + CLASSIFIERS[f'litv2_{variant(name)}'].weights)
     # no ResNet key survives the backbone swap
     assert not {'depth', 'style', 'norm_eval', 'num_stages'} & set(bb)
     assert cfg.model.neck.in_channels == [width * 2**i for i in range(4)]

@@ -1,6 +1,6 @@
 """Bad data is named: faults injected into a tiny copy of the quickstart toy
 data set, read through the quickstart configs' data loaders as the tools'
-runner (litv2_runtime.dataset_errors.DatasetNamingRunner) builds them; a few
+runner (litv2_openmmlab.engine.runner.DatasetNamingRunner) builds them; a few
 through tools/train.py and tools/test.py themselves. A config with an invalid
 backbone value fails before any data is read."""
 import json
@@ -12,9 +12,10 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from litv2_runtime.dataset_errors import DatasetError, DatasetNamingRunner
+from litv2_openmmlab.engine.runner import DatasetError, DatasetNamingRunner
 from tests.test_quickstart import toy
-from tests.test_tools import load_tool
+from tools import test as test_tool
+from tools import train as train_tool
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / 'configs' / 'quickstart'
@@ -130,7 +131,7 @@ def test_wrong_data_root_is_named(data, cfg_path, missing):
 
 
 def test_tools_name_a_wrong_data_root(data, tmp_path):
-    train, test = load_tool('train'), load_tool('test')
+    train, test = train_tool, test_tool
     with pytest.raises(DatasetError, match='no/such/root'):
         train.main([str(DET_CFG), '--work-dir', str(tmp_path / 'w'),
                     '--cfg-options',
@@ -153,7 +154,7 @@ def test_invalid_backbone_value_fails_before_data_is_read(data, tmp_path,
                                                           option, word):
     # the data root does not exist: reading any data would fail with a
     # DatasetError instead of the backbone's ValueError
-    train = load_tool('train')
+    train = train_tool
     with pytest.raises(ValueError, match=word) as info:
         train.main([str(DET_CFG), '--work-dir', str(tmp_path / 'w'),
                     '--cfg-options', option,

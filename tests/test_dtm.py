@@ -2,8 +2,8 @@
 import torch
 import torch.nn.functional as F
 
-from benchmarks.reference_litv2 import deform_conv2d_direct
 from litv2 import DeformableTokenMerging, DeformConv2dWithBias
+from litv2.testing.reference import deform_conv2d_direct
 from tests.utils import rel_err
 
 

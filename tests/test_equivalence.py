@@ -69,11 +69,11 @@ def test_gradients_equal_reference(window):
 
 
 def test_baseline_backbone_for_fps_builds_from_litv2_config():
-    """benchmarks/reference_backbone.py: the baseline registered for
-    tools/fps.py takes LITv2's config and holds LITv2's initial weights."""
+    """litv2_openmmlab/testing/reference_backbone.py: the baseline registered
+    for tools/fps.py takes LITv2's config and holds LITv2's initial weights."""
     from mmdet.registry import MODELS
 
-    import benchmarks.reference_backbone  # noqa: F401
+    import litv2_openmmlab.testing.reference_backbone  # noqa: F401
     import mmdet_litv2  # noqa: F401
     from tests.utils import tiny_kwargs
     cfg = dict(tiny_kwargs(), drop_path_rate=0.1, out_indices=(1, 2, 3))

@@ -1,16 +1,16 @@
 """A non-finite loss stops training at that iteration, naming it and the loss
 term, before a checkpoint of NaN weights is written (tools/train.py adds the
 FiniteLossHook by default; --no-finite-loss-check turns it off)."""
-import importlib.util
 
 import pytest
 import torch
 from mmengine.config import Config
 
-from litv2_runtime import NonFiniteLossError, load_from_file_weights_only
-from litv2_runtime.finite_loss import non_finite_losses
-from litv2_runtime.launch import add_reliability_hooks
-from tests.tiny_data import REPO, make_ade, tiny_seg_config
+from litv2_openmmlab.checkpoint import load_from_file_weights_only
+from litv2_openmmlab.engine.hooks import NonFiniteLossError, non_finite_losses
+from litv2_openmmlab.engine.runner import add_reliability_hooks
+from tests.tiny_data import make_ade, tiny_seg_config
+from tools import train
 
 NAN_AT_3 = """
 custom_imports = dict(imports=['mmseg_litv2', 'tests.fault_hooks'],
@@ -23,13 +23,9 @@ custom_hooks = [dict(type='NanWeightsAtIterHook', at=3)]
 
 @pytest.fixture(scope='module')
 def train_tool():
-    spec = importlib.util.spec_from_file_location(
-        'litv2_tools_train', REPO / 'tools' / 'train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield module
+    yield train
     torch.set_num_threads(threads)
 
 

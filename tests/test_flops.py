@@ -17,8 +17,8 @@ from litv2.flops import (
     per_stage,
 )
 from litv2.paper_figures import PAPER_TABLES
-from tests.test_tools import load_tool
 from tests.tiny_data import CONFIGS
+from tools import get_flops as get_flops_tool
 
 S_VARIANTS = ['retinanet_litv2_s_w2', 'mask_rcnn_litv2_s_w2',
               'semantic_fpn_litv2_s_ade20k']
@@ -115,7 +115,7 @@ def test_per_stage_rows_add_up():
 
 @pytest.fixture(scope='module')
 def get_flops():
-    return load_tool('get_flops')
+    return get_flops_tool
 
 
 @pytest.fixture(scope='module')

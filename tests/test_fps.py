@@ -7,9 +7,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from litv2_runtime.inference_model import build_inference_model, load_config
-from tests.test_tools import load_tool
+from litv2_openmmlab.apis import build_inference_model, load_config
 from tests.tiny_data import CONFIGS, make_ade, tiny_seg_config
+from tools import fps as fps_tool
 
 RETINANET_TOY = str(CONFIGS / 'quickstart/retinanet_litv2_toy.py')
 SEG_TOY = str(CONFIGS / 'quickstart/semantic_fpn_litv2_toy.py')
@@ -20,7 +20,7 @@ FEW = ['--num-images', '2', '--warmup', '1']
 def fps():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: avoid thread synchronisation
-    yield load_tool('fps')
+    yield fps_tool
     torch.set_num_threads(threads)
 
 
@@ -103,7 +103,7 @@ def test_fps_cuda_and_fp16_without_a_gpu(fps, capsys):
 def test_fps_bf16_on_cpu(fps, capsys, monkeypatch):
     """bf16 autocast runs where the CPU has bf16 arithmetic and is refused
     in one line where it has not (emulated bf16 is no speed path)."""
-    from litv2_runtime import cpu_bf16_support
+    from litv2_openmmlab.engine.optim import cpu_bf16_support
     if cpu_bf16_support()[0]:
         result = fps.main([RETINANET_TOY, '--shape', '48', '64', '--amp',
                            'bf16', '--device', 'cpu'] + FEW)

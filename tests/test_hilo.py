@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from benchmarks.reference_litv2 import HiLoAttention as ReferenceHiLo
-from benchmarks.reference_litv2 import hilo_flops as reference_hilo_flops
-from benchmarks.reference_litv2 import randomize_
 from litv2 import HiLo, hilo_flops
 from litv2.hilo import window_attention
+from litv2.testing.reference import HiLoAttention as ReferenceHiLo
+from litv2.testing.reference import hilo_flops as reference_hilo_flops
+from litv2.testing.reference import randomize_
 from tests.utils import rel_err
 
 

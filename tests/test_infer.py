@@ -5,7 +5,6 @@ beside them (a box's edges in its class colour where the box is, the label
 map's colours where the label map says), and the failure paths: an
 unreadable image, a checkpoint that does not fit, an unsafe checkpoint.
 """
-import importlib.util
 import json
 import math
 import os
@@ -20,23 +19,14 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
+from litv2_openmmlab.datasets import toy_shapes as toy
+from tools import infer, quickstart
+
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / 'configs' / 'quickstart'
 RETINANET = QUICKSTART / 'retinanet_litv2_toy.py'
 MASK_RCNN = QUICKSTART / 'mask_rcnn_litv2_toy.py'
 SEMANTIC_FPN = QUICKSTART / 'semantic_fpn_litv2_toy.py'
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(
-        f'litv2_tools_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-infer = _load('infer')
-toy = _load('make_toy_dataset')
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -318,7 +308,6 @@ def test_quickstart_pictures_put_predictions_beside_ground_truth(
     """The last step of make demo (tools/quickstart.py): tools/infer.py's
     picture of each toy validation image on the right, its ground truth drawn
     on the left."""
-    quickstart = _load('quickstart')
     data = images.parents[1]  # the toy data set: coco/val/, coco/annotations/
     pictures = tmp_path / 'pictures'
     inputs = quickstart.validation_images(str(RETINANET), str(data), 2,

@@ -1,15 +1,18 @@
 """The LITv2 backbone's output widths against the channels its consumers
-expect (litv2_runtime/model_check.py): checked when the tools build the
-model, before any data is read; a mismatch names both lists and the keys."""
+expect (litv2_openmmlab/model_config_check.py): checked when the tools build
+the model, before any data is read; a mismatch names both lists and the
+keys."""
 import pytest
 from mmengine.config import Config
 
-from litv2_runtime.model_check import (
+from litv2_openmmlab.model_config_check import (
     ModelConfigError,
     check_backbone_widths,
     litv2_output_widths,
 )
 from tests.tiny_data import CONFIGS
+from tools import test as test_tool
+from tools import train as train_tool
 
 ALL_CONFIGS = sorted(CONFIGS.glob('*.py')) + sorted(
     (CONFIGS / 'quickstart').glob('*.py'))
@@ -60,14 +63,13 @@ def test_heads_reading_the_backbone_are_checked_without_a_neck():
 def test_tools_refuse_before_reading_any_data(tmp_path):
     """tools/train.py and tools/test.py stop at the config, before the
     runner (model, data) is built; the toy data need not exist."""
-    from tests.test_tools import load_tool
     cfg = str(CONFIGS / 'quickstart' / 'retinanet_litv2_toy.py')
     wrong = ['--cfg-options', 'model.neck.in_channels=[32,64,96,256]',
              '--work-dir', str(tmp_path)]
     with pytest.raises(ModelConfigError, match=r'\[32, 64, 96, 256\].*'
                        r'\[32, 64, 128, 256\]'):
-        load_tool('train').main([cfg] + wrong)
+        train_tool.main([cfg] + wrong)
     ckpt = tmp_path / 'x.pth'
     ckpt.write_bytes(b'')
     with pytest.raises(ModelConfigError):
-        load_tool('test').main([cfg, str(ckpt)] + wrong)
+        test_tool.main([cfg, str(ckpt)] + wrong)

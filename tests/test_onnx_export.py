@@ -1,6 +1,5 @@
 """tools/export_onnx.py: the classifier and the detection backbone export
 with standard ONNX ops and onnxruntime reproduces PyTorch to 1e-4."""
-import importlib.util
 from pathlib import Path
 
 import onnx
@@ -8,14 +7,11 @@ import pytest
 import timm
 import torch
 
-from benchmarks.reference_litv2 import randomize_
+from litv2.testing.reference import randomize_
 from tests.utils import TINY_ARCH
+from tools import export_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location(
-    'export_onnx', ROOT / 'tools' / 'export_onnx.py')
-export_onnx = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(export_onnx)
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

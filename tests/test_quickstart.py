@@ -13,7 +13,6 @@ The tools run as subprocesses with the test's temporary folder as working
 directory, where the configs' relative ``data/toy`` is made.
 """
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -25,15 +24,12 @@ from pathlib import Path
 
 import pytest
 
+from litv2_openmmlab.datasets import toy_shapes as toy
+
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / 'configs' / 'quickstart'
 RETINANET = QUICKSTART / 'retinanet_litv2_toy.py'
 SEMANTIC_FPN = QUICKSTART / 'semantic_fpn_litv2_toy.py'
-
-_spec = importlib.util.spec_from_file_location(
-    'make_toy_dataset', REPO / 'tools' / 'make_toy_dataset.py')
-toy = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(toy)
 
 # The full training split, fewer validation images (faster evaluation).
 DET_SPLITS = (('train', 300), ('val', 24))

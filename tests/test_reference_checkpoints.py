@@ -12,8 +12,8 @@ import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
-from benchmarks.reference_litv2 import build_reference_backbone, randomize_
 from litv2 import LITV2_ARCHS, local_windows
+from litv2.testing.reference import build_reference_backbone, randomize_
 from tests.test_configs import build, load
 
 OLD_HEAD_KEYS = {

@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from litv2_runtime import load_from_file_weights_only
+from litv2_openmmlab.checkpoint import load_from_file_weights_only
 from tests.tiny_data import REPO, make_ade, tiny_seg_config
 
 # Semantic FPN (iteration-based loop, InfiniteSampler, random resize / crop /

@@ -1,8 +1,8 @@
 """Whole-model checkpoints are loaded strictly by every tool
-(litv2_runtime/strict_load.py): a missing, unexpected or differently shaped
-key stops tools/test.py, tools/fps.py and tools/train.py's load_from with one
-line naming the file, the first keys and their count, before anything is
-evaluated; a partial load needs --allow-missing."""
+(litv2_openmmlab/checkpoint/strict_load.py): a missing, unexpected or
+differently shaped key stops tools/test.py, tools/fps.py and tools/train.py's
+load_from with one line naming the file, the first keys and their count,
+before anything is evaluated; a partial load needs --allow-missing."""
 import subprocess
 import sys
 
@@ -10,12 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from litv2_runtime import (
+from litv2_openmmlab.checkpoint import (
     CheckpointMismatchError,
     load_checkpoint_strictly,
     load_state_dict_strictly,
 )
 from tests.tiny_data import REPO, make_coco, tiny_det_config
+from tools import fps as fps_tool
+from tools import train as train_tool
 
 
 # ---------------------------------------------------------------- unit ----
@@ -99,8 +101,8 @@ def detector(tmp_path_factory):
     builds at DEPTHS, in the layout the runner writes."""
     from mmengine.config import Config
 
-    from litv2_runtime.inference_model import build_inference_model
-    from litv2_runtime.launch import detect_task, setup_task
+    from litv2_openmmlab.apis import build_inference_model
+    from litv2_openmmlab.engine.runner import detect_task, setup_task
     root = tmp_path_factory.mktemp('strict')
     cfg_path = tiny_det_config(root / 'retinanet.py', 'retinanet_litv2_s_w2',
                                make_coco(root / 'coco'))
@@ -134,9 +136,8 @@ def test_test_py_refuses_a_checkpoint_of_another_depth(detector, tmp_path):
 
 
 def test_fps_and_train_load_from_refuse_it_too(detector, tmp_path):
-    from tests.test_tools import load_tool
     cfg, ckpt = detector
-    fps = load_tool('fps')
+    fps = fps_tool
     with pytest.raises(CheckpointMismatchError,
                        match=r'\d+ missing from the file \(backbone.layers'
                        r'.2.blocks.2.'):
@@ -147,7 +148,7 @@ def test_fps_and_train_load_from_refuse_it_too(detector, tmp_path):
                        '1', '--warmup', '0', *DEPTHS])
     assert result['fps'] > 0
 
-    train = load_tool('train')
+    train = train_tool
     with pytest.raises(CheckpointMismatchError, match=str(ckpt)):
         train.main([str(cfg), '--work-dir', str(tmp_path / 'work'),
                     '--cfg-options', f'load_from={ckpt}',
@@ -158,13 +159,12 @@ def test_fps_and_train_load_from_refuse_it_too(detector, tmp_path):
 def test_backbone_only_file_loads_with_allow_missing(detector, tmp_path):
     """Fine-tuning from a backbone-only file: refused by default, loaded with
     the neck and head named as allowed to be missing."""
-    from tests.test_tools import load_tool
     cfg, ckpt = detector
     state = torch.load(ckpt, weights_only=True)['state_dict']
     backbone = tmp_path / 'backbone_only.pth'
     torch.save({'state_dict': {k: v for k, v in state.items()
                                if k.startswith('backbone.')}}, backbone)
-    train = load_tool('train')
+    train = train_tool
     args = [str(cfg), '--work-dir', str(tmp_path / 'work'), '--cfg-options',
             f'load_from={backbone}', 'model.backbone.depths=[1,1,2,1]']
     with pytest.raises(CheckpointMismatchError,

@@ -17,9 +17,10 @@ from torchvision.models.feature_extraction import (
 )
 
 import litv2
-from benchmarks.reference_litv2 import build_reference_backbone, randomize_
 from litv2 import LITV2_ARCHS, LITv2Classifier, local_windows
 from litv2.checkpoint import extract_backbone_state_dict, unwrap_state_dict
+from litv2.paper_figures import CLASSIFIERS
+from litv2.testing.reference import build_reference_backbone, randomize_
 from litv2.timm_models import checkpoint_filter_fn
 from tests.utils import TINY_ARCH, rel_err
 
@@ -56,9 +57,13 @@ def reference_stage_outputs(model, x):
     return [c.permute(0, 3, 1, 2) for c in captured], normed
 
 
+# the stage widths of LITv2-S
+S_WIDTHS = [LITV2_ARCHS['s']['embed_dim'] * 2**i for i in range(4)]
+
+
 def test_features_only_paper_model_feature_info():
     model = timm.create_model('litv2_s', features_only=True).eval()
-    assert model.feature_info.channels() == [96, 192, 384, 768]
+    assert model.feature_info.channels() == S_WIDTHS
     assert model.feature_info.reduction() == [4, 8, 16, 32]
     assert model.feature_info.module_name() == [f'layers.{i}'
                                                 for i in range(4)]
@@ -281,8 +286,7 @@ def test_timm_models_need_only_torch_and_timm():
     ''')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, check=True).stdout.splitlines()
-    assert out == ['[96, 192, 384, 768]',
-                   "['litv2_b', 'litv2_b_384', 'litv2_m', 'litv2_s']",
+    assert out == [str(S_WIDTHS), str(sorted(CLASSIFIERS)),
                    'backbone needs OpenMMLab: ModuleNotFoundError']
 
 
@@ -309,15 +313,16 @@ def test_model_core_needs_only_torch():
 
 def test_import_litv2_does_nothing_else():
     """``import litv2`` registers the timm models and imports nothing of
-    OpenMMLab or of the run-time support (whose import registers mmengine
-    hooks and swaps its checkpoint loader)."""
+    OpenMMLab or of the OpenMMLab adapter (whose plugins register mmengine
+    hooks and swap its checkpoint loader); tests/test_import_effects.py
+    checks what the adapter's imports do."""
     code = textwrap.dedent('''
         import sys
         import litv2
         import timm
         assert 'litv2_s' in timm.list_models('litv2*')
         print(sorted(m for m in ('mmcv', 'mmengine', 'mmdet', 'mmseg',
-                                 'litv2_runtime', 'litv2_openmmlab')
+                                 'litv2_openmmlab')
                      if m in sys.modules))
         from litv2 import LITv2
         import litv2_openmmlab

@@ -11,15 +11,16 @@ import timm
 import torch
 
 import mmdet_litv2  # noqa: F401,E402  (LITv2 in mmdet's registry)
-from benchmarks.reference_litv2 import build_reference_backbone, randomize_
 from litv2 import LITV2_ARCHS, LITv2Classifier, local_windows
 from litv2.flops import count_flops
-from litv2.paper_figures import CLASSIFIERS
+from litv2.paper_figures import CLASSIFIERS, RELEASE_URL
+from litv2.testing.reference import build_reference_backbone, randomize_
 from litv2.timm_models import _MODELS, checkpoint_filter_fn
 from tests.utils import TINY_ARCH, rel_err, tiny_kwargs
 
-NAMES = ('litv2_s', 'litv2_m', 'litv2_b', 'litv2_b_384')
-ARCH_OF = dict(litv2_s='s', litv2_m='m', litv2_b='b', litv2_b_384='b')
+# The paper's classifiers, each registered in timm under its name.
+NAMES = tuple(CLASSIFIERS)
+ARCH_OF = {name: c.variant.lower() for name, c in CLASSIFIERS.items()}
 # The paper's table: Params (M), rounded as shown there, and FLOPs (G).
 PAPER_PARAMS_M = {name: c.params_m for name, c in CLASSIFIERS.items()}
 PAPER_GFLOPS = {name: c.flops_g for name, c in CLASSIFIERS.items()}
@@ -108,9 +109,8 @@ def test_pretrained_cfgs():
                         litv2_b_384=0.5)
     for name in NAMES:
         cfg = timm.models.get_pretrained_cfg(name).to_dict()
-        size = 384 if name.endswith('384') else 224
-        assert cfg['url'] == ('https://github.com/ziplab/LITv2/releases/'
-                              f'download/v1.0/{name}.pth')
+        size = CLASSIFIERS[name].resolution
+        assert cfg['url'] == RELEASE_URL + CLASSIFIERS[name].weights
         assert cfg['input_size'] == (3, size, size)
         assert cfg['crop_pct'] == (1.0 if size == 384 else 0.875)
         assert cfg['interpolation'] == 'bicubic'

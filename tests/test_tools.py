@@ -1,7 +1,6 @@
 """tools/train.py, tools/test.py and tools/dist_*.sh on tiny synthetic COCO /
 ADE20K data, on the CPU: train, save, test (box AP / mask AP / mIoU), resume,
 and a two-process run over gloo."""
-import importlib.util
 import os
 import pickle
 import socket
@@ -12,9 +11,12 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from benchmarks.reference_litv2 import build_reference_backbone, randomize_
-from litv2_runtime import CPUAutocastOptimWrapper, cpu_bf16_support
-from litv2_runtime.launch import adapt_to_device, detect_task
+from litv2.testing.reference import build_reference_backbone, randomize_
+from litv2_openmmlab.engine.optim import (
+    CPUAutocastOptimWrapper,
+    cpu_bf16_support,
+)
+from litv2_openmmlab.engine.runner import adapt_to_device, detect_task
 from tests.tiny_data import (
     CONFIGS,
     REPO,
@@ -24,24 +26,18 @@ from tests.tiny_data import (
     tiny_det_config,
     tiny_seg_config,
 )
+from tools import test as test_tool
+from tools import train as train_tool
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(),
                             reason='checks the run-time changes for no GPU')
-
-
-def load_tool(name):
-    path = REPO / 'tools' / f'{name}.py'
-    spec = importlib.util.spec_from_file_location(f'litv2_tools_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
 def tools():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: avoid thread synchronisation
-    yield load_tool('train'), load_tool('test')
+    yield train_tool, test_tool
     torch.set_num_threads(threads)
 
 

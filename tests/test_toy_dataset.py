@@ -1,8 +1,8 @@
-"""tools/make_toy_dataset.py: deterministic, valid COCO / ADE20K-style data
+"""The toy data set (litv2_openmmlab/datasets/toy_shapes.py and its command
+line, tools/make_toy_dataset.py): deterministic, valid COCO / ADE20K-style data
 that mmdet's CocoDataset and mmseg's BaseSegDataset read as the quickstart
 configs describe it."""
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from litv2_openmmlab.datasets import toy_shapes as toy
+from tools import make_toy_dataset
+
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / 'configs' / 'quickstart'
-
-_spec = importlib.util.spec_from_file_location(
-    'make_toy_dataset', REPO / 'tools' / 'make_toy_dataset.py')
-toy = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(toy)
 
 DET = (('train', 12), ('val', 5))
 SEG = (('training', 6), ('validation', 3))
@@ -145,19 +143,20 @@ def test_segmentation_label_maps(toy_root):
 
 def test_if_missing_and_bad_arguments(tmp_path, capsys):
     args = ['--out', str(tmp_path), '--num-train', '3', '--num-val', '1']
-    assert toy.main(args) == 0
+    assert make_toy_dataset.main(args) == 0
     stamp = json.loads((tmp_path / 'toy_dataset.json').read_text())
     assert stamp['seed'] == 0 and stamp['coco/train'] == dict(
         images=3, instances=stamp['coco/train']['instances'])
     assert toy.is_complete(str(tmp_path), 0, (('train', 3), ('val', 1)),
                            (('training', 2), ('validation', 1)))
     before = digest(tmp_path)
-    assert toy.main(args + ['--if-missing']) == 0
+    assert make_toy_dataset.main(args + ['--if-missing']) == 0
     assert 'already' in capsys.readouterr().out
     assert digest(tmp_path) == before
     # other settings are not "already there"
     assert not toy.is_complete(str(tmp_path), 1)
-    assert toy.main(['--out', str(tmp_path), '--num-val', '0']) == 2
+    assert make_toy_dataset.main(['--out', str(tmp_path), '--num-val',
+                                  '0']) == 2
     assert '--num-val' in capsys.readouterr().err
     with pytest.raises(ValueError, match='seed'):
         toy.generate(str(tmp_path), seed=-1)

@@ -1,8 +1,8 @@
 """Shared helpers for the tests."""
 import torch
 
-from benchmarks.reference_litv2 import build_reference_backbone, randomize_
 from litv2 import LITV2_ARCHS, LITv2, local_windows
+from litv2.testing.reference import build_reference_backbone, randomize_
 
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:

@@ -185,7 +185,7 @@ def parse_args(argv=None):
         parser.error(f'--amp: choose bf16 or fp16, got {args.amp!r}')
     if args.amp == 'default':
         args.amp = 'fp16' if args.device == 'cuda' else 'bf16'
-    from litv2_runtime.cpu_amp import amp_option_error
+    from litv2_openmmlab.engine.optim import amp_option_error
     amp_error = amp_option_error(args.amp, args.device)
     if amp_error:
         parser.error(amp_error)

@@ -61,7 +61,7 @@ def build_classifier(name: str, checkpoint=None):
 def build_backbone(config: str, checkpoint=None, cfg_options=None):
     from importlib import import_module
 
-    from litv2_runtime.inference_model import PAPER_SHAPES, load_config
+    from litv2_openmmlab.apis import PAPER_SHAPES, load_config
     cfg, task = load_config(config, cfg_options)
     backbone_cfg = cfg.model.get('backbone')
     if backbone_cfg is None or backbone_cfg.get('type') != 'LITv2':

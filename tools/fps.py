@@ -52,18 +52,16 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 
-from litv2_runtime import CheckpointError
-from litv2_runtime.autocast_parts import autocast_model
-from litv2_runtime.cpu_amp import amp_option_error
-from litv2_runtime.inference_model import (
+from litv2_openmmlab.apis import (
     PAPER_SHAPES,
     build_inference_model,
     load_config,
     synthetic_batch,
 )
-from litv2_runtime.launch import init_distributed_without_gpu
-from litv2_runtime.model_check import ModelConfigError
-from litv2_runtime.strict_load import allowed_missing_keys
+from litv2_openmmlab.checkpoint import CheckpointError, allowed_missing_keys
+from litv2_openmmlab.engine.optim import amp_option_error, autocast_model
+from litv2_openmmlab.engine.runner import init_distributed_without_gpu
+from litv2_openmmlab.model_config_check import ModelConfigError
 
 AMP_DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
 

@@ -24,7 +24,7 @@ from mmengine.analysis import parameter_count
 from mmengine.config import DictAction
 
 from litv2.flops import backbone_stages, count_flops, per_stage
-from litv2_runtime.inference_model import (
+from litv2_openmmlab.apis import (
     PAPER_SHAPES,
     build_inference_model,
     load_config,

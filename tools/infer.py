@@ -23,11 +23,11 @@ INPUTS is an image, a folder (its images, not its sub-folders) or a glob
 
 ``<name>`` is the image's path relative to the folder that holds all inputs.
 The checkpoint is read as data only (``weights_only``, see
-litv2_runtime/checkpoint_io.py) and must fit the model exactly: a missing,
-unexpected or differently shaped tensor stops the run with one line naming
-the file. An image that cannot be read is named and skipped; the others are
-processed and the exit status is 1. Runs without a GPU (default device: cuda
-if there is one, else cpu).
+litv2_openmmlab/checkpoint/weights_only.py) and must fit the model exactly: a
+missing, unexpected or differently shaped tensor stops the run with one line
+naming the file. An image that cannot be read is named and skipped; the others
+are processed and the exit status is 1. Runs without a GPU (default device:
+cuda if there is one, else cpu).
 """
 import argparse
 import glob
@@ -41,9 +41,12 @@ import numpy as np
 import torch
 from mmengine.config import Config, DictAction
 
-from litv2_runtime import CheckpointError
-from litv2_runtime.launch import detect_task, setup_task
-from litv2_runtime.strict_load import load_state_dict_strictly, state_dict_of
+from litv2_openmmlab.checkpoint import (
+    CheckpointError,
+    load_state_dict_strictly,
+    state_dict_of,
+)
+from litv2_openmmlab.engine.runner import detect_task, setup_task
 
 # the image files of a folder or a glob, as mmdet's DetInferencer lists them
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',

@@ -7,9 +7,9 @@ interface as mmdet's / mmseg's ``tools/test.py``.
         [--show] [--show-dir DIR] [--wait-time S] [--cfg-options ...]
         [--allow-missing PATTERN ...] [--launcher {none,pytorch,slurm,mpi}]
 
-The checkpoint is loaded strictly (litv2_runtime.strict_load): a key missing
-from it, a key the model lacks or a tensor of another shape stops the tool
-before anything is evaluated, unless ``--allow-missing`` names it.
+The checkpoint is loaded strictly (litv2_openmmlab.checkpoint.strict_load): a
+key missing from it, a key the model lacks or a tensor of another shape stops
+the tool before anything is evaluated, unless ``--allow-missing`` names it.
 
 Several processes: ``tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES``.
 """
@@ -20,9 +20,13 @@ import sys
 
 from mmengine.config import Config, DictAction
 
-from litv2_runtime import CheckpointError
-from litv2_runtime.dataset_errors import DatasetNamingRunner
-from litv2_runtime.launch import (
+from litv2_openmmlab.checkpoint import (
+    CheckpointError,
+    allowed_missing_keys,
+    use_strict_loading,
+)
+from litv2_openmmlab.engine.runner import (
+    DatasetNamingRunner,
     adapt_to_device,
     close_distributed,
     detect_task,
@@ -31,8 +35,10 @@ from litv2_runtime.launch import (
     setup_task,
     task_runners,
 )
-from litv2_runtime.model_check import ModelConfigError, check_backbone_widths
-from litv2_runtime.strict_load import allowed_missing_keys, use_strict_loading
+from litv2_openmmlab.model_config_check import (
+    ModelConfigError,
+    check_backbone_widths,
+)
 
 
 def parse_args(argv=None):

@@ -13,8 +13,9 @@ bf16 arithmetic (fp32 on others; ``--amp`` is refused there), gloo, BN for
 SyncBN.
 Checkpoints are read as data only and written atomically, random states are
 saved in them (exact ``--resume``), and a NaN/inf loss stops the run
-(litv2_runtime.launch.add_reliability_hooks). ``load_from`` and ``--resume``
-load the whole model strictly (litv2_runtime.strict_load); a partial
+(litv2_openmmlab.engine.runner.add_reliability_hooks). ``load_from`` and
+``--resume`` load the whole model strictly
+(litv2_openmmlab.checkpoint.strict_load); a partial
 ``load_from`` (another head, a backbone-only file) needs ``--allow-missing``
 or ``load_from_allow_missing`` in the config.
 """
@@ -28,30 +29,31 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-from litv2_runtime import (
+from litv2_openmmlab.checkpoint import (
     CheckpointError,
-    CPUBF16Error,
-    NonFiniteLossError,
-    require_cpu_bf16,
+    allowed_missing_keys,
+    use_strict_loading,
 )
-from litv2_runtime.dataset_errors import DatasetNamingRunner
-from litv2_runtime.dist_failure import (
+from litv2_openmmlab.engine.hooks import NonFiniteLossError
+from litv2_openmmlab.engine.optim import CPUBF16Error, require_cpu_bf16
+from litv2_openmmlab.engine.runner import (
+    DatasetNamingRunner,
     DistributedError,
-    dist_timeout_s,
-    distributed_failure,
-)
-from litv2_runtime.launch import (
     adapt_to_device,
     add_reliability_hooks,
     close_distributed,
     detect_task,
+    dist_timeout_s,
+    distributed_failure,
     free_finished_run,
     init_distributed_without_gpu,
     setup_task,
     task_runners,
 )
-from litv2_runtime.model_check import ModelConfigError, check_backbone_widths
-from litv2_runtime.strict_load import allowed_missing_keys, use_strict_loading
+from litv2_openmmlab.model_config_check import (
+    ModelConfigError,
+    check_backbone_widths,
+)
 
 
 def parse_args(argv=None):

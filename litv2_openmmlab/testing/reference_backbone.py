@@ -1,20 +1,20 @@
 """The baseline backbone as an mmdet / mmseg backbone, for whole-model speed
-comparisons with ``tools/fps.py``:
-
-    python tools/fps.py configs/retinanet_litv2_s_w2.py --shape 800 1280 \\
-        --cfg-options model.backbone.type=ReferenceLITv2Backbone \\
-        "custom_imports.imports=['mmdet_litv2','benchmarks.reference_backbone']"
+comparisons with ``tools/fps.py``: ``benchmarks/bench_detector.py`` imports
+this module, then runs ``tools/fps.py CONFIG --cfg-options
+model.backbone.type=ReferenceLITv2Backbone``.
 
 It takes the config's ``LITv2`` arguments, builds the project's ``LITv2`` from
 them (same argument checking, same initial weights) and copies its weights
 into the straightforward reference algorithm of
-``benchmarks/reference_litv2.py``. The state-dict keys are the reference's, so
-a checkpoint loads into either backbone. Inference only: the reference
-algorithm has no drop-path, dropout or gradient checkpointing.
+``litv2/testing/reference.py``. The state-dict keys are the reference's, so a
+checkpoint loads into either backbone. Importing this module registers
+``ReferenceLITv2Backbone`` in mmdet's and mmseg's ``MODELS`` (those
+installed). Inference only: the reference algorithm has no drop-path, dropout
+or gradient checkpointing.
 """
-from litv2 import LITv2
+from litv2.testing.reference import ReferenceLITv2
 
-from .reference_litv2 import ReferenceLITv2
+from ..backbone import LITv2
 
 # The arguments the reference algorithm itself takes.
 _ARCH_ARGS = ('embed_dim', 'depths', 'num_heads', 'alpha', 'local_ws',

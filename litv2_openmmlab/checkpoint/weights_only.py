@@ -4,7 +4,7 @@ A ``.pth`` file is a pickle: loaded with ``weights_only=False`` it can call any
 function it names (``os.system``...).
 :func:`load_from_file_weights_only` is the one function through which this
 project reads checkpoints: it always loads with ``weights_only=True`` and
-the allow-list of :mod:`.checkpoint_types` (tensors, plain containers, the
+the allow-list of :mod:`.allowed_types` (tensors, plain containers, the
 few mmengine/numpy types that Runner checkpoints hold), and turns torch's
 long messages into one line naming the file:
 
@@ -27,7 +27,7 @@ import torch
 from mmengine.dist import barrier, get_dist_info
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from .checkpoint_types import allow_mmengine_checkpoint_types
+from .allowed_types import allow_mmengine_checkpoint_types
 
 # torch's message names the refused global as "GLOBAL module.name"
 _GLOBAL = re.compile(r'GLOBAL ([\w.]+)')
@@ -73,7 +73,8 @@ def load_from_file_weights_only(filename, map_location=None):
             f'checkpoint {filename!r} refused: its pickle asks for '
             f'{found.group(1)}, which is not on the allow-list of data types '
             '(tensors, containers, the mmengine types of '
-            'litv2_runtime/checkpoint_types.py); nothing in it was run. Only '
+            'litv2_openmmlab/checkpoint/allowed_types.py); nothing in it was '
+            'run. Only '
             'if you trust its source, re-save its tensors with '
             'torch.save(state_dict, ...) in a separate process.') from None
     except (RuntimeError, EOFError, ValueError, KeyError, OSError) as err:

@@ -1,25 +1,17 @@
-"""Mixed precision without a GPU: bf16 autocast on CPUs that compute bf16
-natively (AVX512-BF16, AMX, Arm's BF16 extension).
+"""What mixed precision this machine can run: bf16 arithmetic on the CPU
+(AVX512-BF16, AMX, Arm's BF16 extension), and whether an ``--amp`` option of
+the tools fits the device.
 
-mmengine's ``AmpOptimWrapper`` refuses to start without a GPU, NPU or MLU;
-``CPUAutocastOptimWrapper`` is the same training step under
-``torch.autocast('cpu', dtype=torch.bfloat16)``, post-processing in fp32
-(``autocast_parts.py``). bf16 has fp32's exponent
-range, so no loss scaling is needed (fp16 on a CPU would need it and is slower
-than fp32 there, so it is not offered). ``tools/train.py --amp`` and configs
-with ``AmpOptimWrapper`` use it on machines without CUDA
-(``litv2_runtime.launch.adapt_to_device``).
+On CPUs without native bf16 torch emulates it, slower than fp32, which
+defeats the purpose of a speed path, so the bf16 paths refuse to start
+there (:class:`CPUBF16Error`). fp16 on a CPU would need loss scaling and is
+slower than fp32 there, so it is not offered.
 """
 import os
 import platform
-from contextlib import contextmanager
 from typing import Tuple
 
 import torch
-from mmengine.optim import OptimWrapper
-from mmengine.registry import OPTIM_WRAPPERS
-
-from .autocast_parts import autocast_model
 
 # /proc/cpuinfo flags of native bf16 arithmetic: x86 AVX512-BF16 and AMX-BF16;
 # 'bf16' is Arm's (FEAT_BF16).
@@ -64,36 +56,6 @@ def require_cpu_bf16(what: str) -> None:
         raise CPUBF16Error(
             f'{what}: bf16 on this CPU would be emulated, slower than fp32 '
             f'({found}); run in fp32 (without the option) or on a GPU')
-
-
-@OPTIM_WRAPPERS.register_module()
-class CPUAutocastOptimWrapper(OptimWrapper):
-    """``OptimWrapper`` whose forward and loss run under bf16 autocast on
-    the CPU (no loss scaler: bf16 cannot overflow where fp32 does not).
-
-    Args:
-        dtype: only ``'bfloat16'`` (or ``torch.bfloat16``).
-        **kwargs: those of ``OptimWrapper``.
-    """
-
-    def __init__(self, *args, dtype='bfloat16', **kwargs):
-        if dtype not in ('bfloat16', torch.bfloat16):
-            raise ValueError(
-                f"CPUAutocastOptimWrapper: dtype must be 'bfloat16', got "
-                f'{dtype!r} (fp16 on a CPU needs loss scaling and is slower '
-                'than fp32)')
-        require_cpu_bf16('CPUAutocastOptimWrapper')
-        super().__init__(*args, **kwargs)
-        self.cast_dtype = torch.bfloat16
-
-    @contextmanager
-    def optim_context(self, model: torch.nn.Module):
-        # the step under autocast, post-processing (the proposals' NMS,
-        # RoIAlign) in fp32
-        network = model.module if hasattr(model, 'module') else model
-        with super().optim_context(model), \
-                autocast_model(network, 'cpu', self.cast_dtype):
-            yield
 
 
 def amp_option_error(amp, device: str):

@@ -8,8 +8,9 @@ from typing import List
 
 import torch
 
-from benchmarks.reference_litv2 import randomize_
-from litv2 import LITV2_ARCHS, LITv2Backbone, local_windows
+from ..archs import LITV2_ARCHS, local_windows
+from ..backbone import LITv2Backbone
+from .reference import randomize_
 
 
 def trained_like_backbone(arch: str, window: int,

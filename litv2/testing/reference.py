@@ -9,7 +9,8 @@ purposes:
 * the test oracle that the project's optimised backbone is compared against
   (same ``state_dict()`` keys and shapes as the reference, so weights can be
   moved between the two with ``load_state_dict``);
-* the "baseline" of the speed benchmarks.
+* the "baseline" of the speed benchmarks (``benchmarks/``, and as an mmdet /
+  mmseg backbone ``litv2_openmmlab.testing.reference_backbone``).
 
 It only depends on ``torch``.  HiLo attention is computed the explicit way
 (``softmax(q @ k^T * scale) @ v``) and the deformable convolution of the

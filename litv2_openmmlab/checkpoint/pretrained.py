@@ -1,13 +1,13 @@
 """Reading checkpoint files for the OpenMMLab backbone: mmengine's
 ``CheckpointLoader`` (local paths, URLs, ``open-mmlab://`` ...) with the
-``weights_only`` allow-list of ``litv2_runtime``."""
+``weights_only`` allow-list of :mod:`.weights_only`."""
 import argparse
 import contextlib
 
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from litv2_runtime.checkpoint_io import (
+from .weights_only import (
     CheckpointError,
     use_safe_checkpoint_loader,
 )
@@ -28,7 +28,7 @@ def _allow_timm_train_args():
 
 def read_checkpoint(filename: str) -> dict:
     """Load a checkpoint file or URL on CPU as data only (``weights_only``
-    with an allow-list, see litv2_runtime/checkpoint_io.py), naming the
+    with an allow-list, see weights_only.py), naming the
     file on failure."""
     use_safe_checkpoint_loader()
     try:

@@ -35,7 +35,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from .checkpoint_io import CheckpointError
+from .weights_only import CheckpointError
 
 # mmengine's default: checkpoints of a DDP-wrapped model
 DEFAULT_REVISE_KEYS = ((r'^module\.', ''), )
@@ -166,13 +166,13 @@ def load_checkpoint_strictly(
         revise_keys: Sequence[Tuple[str, str]] = DEFAULT_REVISE_KEYS,
         logger: Optional[str] = 'current') -> dict:
     """Read ``filename`` (through mmengine's ``CheckpointLoader``: local
-    files and URLs with ``weights_only=True``, see ``checkpoint_io.py``) and
+    files and URLs with ``weights_only=True``, see ``weights_only.py``) and
     load its ``state_dict`` (or the file itself when it is a bare state dict)
     into ``model`` with :func:`load_state_dict_strictly`. Returns the whole
     checkpoint (``meta`` etc.). Raises :class:`CheckpointMismatchError`
     (one line: file, counts, first keys) on any mismatch not covered by
     ``allow_missing``; ``FileNotFoundError`` / other
-    :class:`~litv2_runtime.CheckpointError` for a file that cannot be read.
+    :class:`~.weights_only.CheckpointError` for a file that cannot be read.
     """
     checkpoint = _load_checkpoint(filename, map_location=map_location)
     load_state_dict_strictly(model, state_dict_of(checkpoint, filename),

@@ -12,9 +12,9 @@ from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 
-from .launch import detect_task, setup_task
-from .model_check import check_backbone_widths
-from .strict_load import load_checkpoint_strictly
+from ..checkpoint.strict_load import load_checkpoint_strictly
+from ..engine.runner.task import detect_task, setup_task
+from ..model_config_check import check_backbone_widths
 
 # Network input of the paper's tables: detection 1280x800 (W x H) after the
 # resize, ADE20K 512x512.
@@ -24,7 +24,8 @@ PAPER_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512)}
 def load_config(path: str, cfg_options: Optional[dict] = None):
     """``(cfg, task)``: the parsed config and ``'mmdet'`` / ``'mmseg'``,
     with the task's plugin imported; the backbone's output widths checked
-    against the neck (:func:`.model_check.check_backbone_widths`)."""
+    against the neck
+    (:func:`~litv2_openmmlab.model_config_check.check_backbone_widths`)."""
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -42,10 +43,10 @@ def build_inference_model(cfg: Config, task: str,
     """The config's model in eval mode on ``device``, SyncBN reverted to BN
     (torch runs SyncBN on GPUs only, and not in a single process). The
     checkpoint is loaded strictly
-    (:func:`~litv2_runtime.strict_load.load_checkpoint_strictly`: a missing,
-    unexpected or differently shaped key raises ``CheckpointMismatchError``
-    unless ``allow_missing`` matches it). Without a checkpoint the weights are
-    random: nothing is downloaded."""
+    (:func:`~litv2_openmmlab.checkpoint.load_checkpoint_strictly`: a
+    missing, unexpected or differently shaped key raises
+    ``CheckpointMismatchError`` unless ``allow_missing`` matches it).
+    Without a checkpoint the weights are random: nothing is downloaded."""
     registry = import_module(f'{task}.registry').MODELS
     import_module(f'{task}.utils').register_all_modules(
         init_default_scope=False)

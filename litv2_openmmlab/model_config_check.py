@@ -11,7 +11,7 @@ the tools call it right after ``--cfg-options`` are merged.
 import inspect
 from typing import List, Optional
 
-from litv2 import LITv2
+from .backbone import LITv2
 
 
 class ModelConfigError(ValueError):

@@ -1,0 +1,46 @@
+"""Checkpoints for the OpenMMLab side: read as data only (``weights_only``
+with an allow-list), loaded into a whole model strictly, written atomically.
+
+* ``weights_only.py`` - :func:`load_from_file_weights_only`, the one reader
+  of checkpoint files, and :func:`use_safe_checkpoint_loader`, which makes
+  mmengine's ``CheckpointLoader`` use it;
+* ``allowed_types.py`` - the mmengine / numpy types of runner checkpoints on
+  ``torch.load``'s allow-list;
+* ``pretrained.py`` - :func:`read_checkpoint`, the backbone's reader of
+  pretrained files and URLs;
+* ``strict_load.py`` - loading a whole model strictly (the tools'
+  ``load_from``, ``--resume``, ``tools/test.py``);
+* ``atomic_write.py`` - :func:`write_atomically` and the ``atomic_local`` file
+  backend; not imported here, as its import registers that backend.
+
+Importing this package registers nothing and changes no loader.
+"""
+from .allowed_types import (
+    allow_mmengine_checkpoint_types,
+    mmengine_checkpoint_types,
+)
+from .pretrained import read_checkpoint
+from .strict_load import (
+    CheckpointMismatchError,
+    allowed_missing_keys,
+    load_checkpoint_strictly,
+    load_state_dict_strictly,
+    state_dict_of,
+    use_strict_loading,
+)
+from .weights_only import (
+    CheckpointError,
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+    load_from_file_weights_only,
+    use_safe_checkpoint_loader,
+)
+
+__all__ = [
+    'allow_mmengine_checkpoint_types', 'mmengine_checkpoint_types',
+    'read_checkpoint', 'CheckpointMismatchError', 'allowed_missing_keys',
+    'load_checkpoint_strictly', 'load_state_dict_strictly', 'state_dict_of',
+    'use_strict_loading', 'CheckpointError', 'CorruptCheckpointError',
+    'UnsafeCheckpointError', 'load_from_file_weights_only',
+    'use_safe_checkpoint_loader'
+]

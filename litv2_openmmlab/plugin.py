@@ -1,0 +1,19 @@
+"""What the plugins ``mmdet_litv2`` and ``mmseg_litv2`` do on import, in one
+place: :func:`install_plugin`."""
+from .backbone import LITv2
+from .checkpoint import use_safe_checkpoint_loader
+
+
+def install_plugin(models) -> None:
+    """Register ``LITv2`` in ``models`` (the task's ``MODELS`` registry);
+    import :mod:`litv2_openmmlab.engine`, which registers the hooks
+    ``AtomicCheckpointHook``, ``RandomStateHook`` and ``FiniteLossHook`` in
+    mmengine's ``HOOKS``, the ``atomic_local`` file backend and
+    ``CPUAutocastOptimWrapper`` in mmengine's ``OPTIM_WRAPPERS``; and make
+    mmengine's ``CheckpointLoader`` read every checkpoint (``init_cfg``
+    ``Pretrained``, ``load_from``, ``resume``) with ``weights_only=True`` and
+    the allow-list (process-wide;
+    :func:`~litv2_openmmlab.checkpoint.use_safe_checkpoint_loader`)."""
+    from . import engine  # noqa: F401  (registers in mmengine's registries)
+    models.register_module(name='LITv2', module=LITv2)
+    use_safe_checkpoint_loader()

@@ -1,0 +1,55 @@
+"""What importing each package does, in a fresh interpreter: the plain
+PyTorch core imports nothing of OpenMMLab; the adapter ``litv2_openmmlab``
+registers nothing; each plugin registers ``LITv2`` in its task's registry,
+the three hooks, the ``atomic_local`` file backend and
+``CPUAutocastOptimWrapper``, and installs the safe checkpoint loader."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+OPENMMLAB = ('mmcv', 'mmengine', 'mmdet', 'mmseg', 'litv2_openmmlab')
+
+# Prints what is registered in mmengine (and the task's MODELS) and which
+# function reads local checkpoint files.
+REPORT = textwrap.dedent('''
+    def report(models=None):
+        from mmengine.fileio.backends import backends
+        from mmengine.registry import HOOKS, OPTIM_WRAPPERS
+        from mmengine.runner.checkpoint import CheckpointLoader
+        hooks = [h for h in ('AtomicCheckpointHook', 'RandomStateHook',
+                             'FiniteLossHook') if h in HOOKS.module_dict]
+        print(hooks, 'atomic_local' in backends,
+              'CPUAutocastOptimWrapper' in OPTIM_WRAPPERS.module_dict,
+              CheckpointLoader._schemes[''].__module__,
+              models is not None and 'LITv2' in models.module_dict)
+''')
+
+
+def run(code: str) -> list:
+    return subprocess.run([sys.executable, '-c', code], capture_output=True,
+                          text=True, check=True).stdout.splitlines()
+
+
+@pytest.mark.parametrize('package', ['litv2', 'litv2.testing',
+                                     'litv2.testing.reference',
+                                     'litv2.testing.amp_accuracy'])
+def test_plain_pytorch_imports_nothing_of_openmmlab(package):
+    out = run(f'import sys\nimport {package}\n'
+              f'print(sorted(m for m in {OPENMMLAB!r} if m in sys.modules))')
+    assert out == ['[]']
+
+
+def test_adapter_registers_nothing():
+    out = run(REPORT + 'import litv2_openmmlab\nreport()')
+    assert out == ['[] False False mmengine.runner.checkpoint False']
+
+
+@pytest.mark.parametrize('task', ['mmdet', 'mmseg'])
+def test_plugin_registers_everything(task):
+    out = run(REPORT + f'import {task}_litv2\n'
+              f'from {task}.registry import MODELS\nreport(MODELS)')
+    assert out == [
+        "['AtomicCheckpointHook', 'RandomStateHook', 'FiniteLossHook'] True "
+        'True litv2_openmmlab.checkpoint.weights_only True']

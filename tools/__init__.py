@@ -1,0 +1,1 @@
+"""The command-line tools, importable for tests as ``tools.<name>``."""
