@@ -67,9 +67,10 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     ``s * s`` tokens.
 
     Written as two batched matmuls: for sequences this short the fused
-    ``F.scaled_dot_product_attention`` kernel loses to them on CPU (4
-    tokens, forward: 1.3x in fp32, 3.7x in bf16; forward + backward: 1.5x /
-    2.6x; 16 tokens, bf16, forward + backward: 8.8x), and the attention
+    ``F.scaled_dot_product_attention`` kernel loses to them on CPU (AMD
+    EPYC, 1 thread; 4 tokens, forward: 1.3x in fp32, 3.7x in bf16;
+    forward + backward: 1.5x / 2.6x; 16 tokens, bf16, forward + backward:
+    8.8x), and the attention
     matrix is no larger than ``q``. The softmax runs in at least fp32 (bf16
     scores are rounded to 8 bits); fp16 keeps the fused kernel, which
     accumulates in fp32, because fp16 scores overflow at 65504. The dtype

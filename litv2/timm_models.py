@@ -32,20 +32,18 @@ from .hilo import window_attention
 from .layers import (
     contiguous_grad,
     crop_tokens,
-    gelu_unless_recorded,
     pad_to_min_size,
     pad_to_multiple,
 )
 
 # torch.fx (timm's features_only='fx', FX feature extraction): the padding
-# helpers decide on the input size, contiguous_grad and gelu_unless_recorded
-# on requires_grad, window_attention on the dtype; each is kept as one call
-# in the graph. The deformable
-# conv is one leaf module (it checks its input size and builds its sampling
-# grid from it), and so is ConvFFN (it decides from the device and grad mode
-# whether to run piecewise).
+# helpers decide on the input size, contiguous_grad on requires_grad,
+# window_attention on the dtype; each is kept as one call in the graph.
+# The deformable conv is one leaf module (it checks its input size and
+# builds its sampling grid from it), and so is ConvFFN (it decides from the
+# device and grad mode whether to run piecewise).
 for _fn in (pad_to_multiple, crop_tokens, pad_to_min_size, contiguous_grad,
-            gelu_unless_recorded, window_attention):
+            window_attention):
     register_notrace_function(_fn)
 del _fn
 register_notrace_module(DeformConv2dWithBias)
