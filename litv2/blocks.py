@@ -7,6 +7,7 @@ from torch import nn
 
 from .hilo import HiLo
 from .layers import DropPath, gelu_unless_recorded
+from .linear import Linear
 
 
 class TokenDepthwiseConv(nn.Module):
@@ -44,10 +45,10 @@ class ConvFFN(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc1 = Linear(dim, hidden_dim)
         self.dwconv = TokenDepthwiseConv(hidden_dim)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc2 = Linear(hidden_dim, dim)
         self.drop = nn.Dropout(drop)
 
     def forward_whole(self, x: torch.Tensor) -> torch.Tensor:

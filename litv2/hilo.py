@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import crop_tokens, pad_to_multiple
+from .linear import Linear
 
 
 def hilo_head_split(num_heads: int, window_size: int, alpha: float):
@@ -133,12 +134,12 @@ class HiLo(nn.Module):
         h_dim = self.hifi_heads * head_dim
 
         if self.lofi_heads:
-            self.l_q = nn.Linear(dim, l_dim, bias=qkv_bias)
-            self.l_kv = nn.Linear(dim, 2 * l_dim, bias=qkv_bias)
-            self.l_proj = nn.Linear(l_dim, l_dim)
+            self.l_q = Linear(dim, l_dim, bias=qkv_bias)
+            self.l_kv = Linear(dim, 2 * l_dim, bias=qkv_bias)
+            self.l_proj = Linear(l_dim, l_dim)
         if self.hifi_heads:
-            self.h_qkv = nn.Linear(dim, 3 * h_dim, bias=qkv_bias)
-            self.h_proj = nn.Linear(h_dim, h_dim)
+            self.h_qkv = Linear(dim, 3 * h_dim, bias=qkv_bias)
+            self.h_proj = Linear(h_dim, h_dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def extra_repr(self) -> str:

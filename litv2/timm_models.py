@@ -35,19 +35,21 @@ from .layers import (
     pad_to_min_size,
     pad_to_multiple,
 )
+from .linear import Linear
 
 # torch.fx (timm's features_only='fx', FX feature extraction): the padding
 # helpers decide on the input size, contiguous_grad on requires_grad,
 # window_attention on the dtype; each is kept as one call in the graph.
 # The deformable conv is one leaf module (it checks its input size and
-# builds its sampling grid from it), and so is ConvFFN (it decides from the
-# device and grad mode whether to run piecewise).
+# builds its sampling grid from it), and so are ConvFFN and Linear (they
+# decide from the device and grad mode how to compute).
 for _fn in (pad_to_multiple, crop_tokens, pad_to_min_size, contiguous_grad,
             window_attention):
     register_notrace_function(_fn)
 del _fn
 register_notrace_module(DeformConv2dWithBias)
 register_notrace_module(ConvFFN)
+register_notrace_module(Linear)
 
 _RELEASE = 'https://github.com/ziplab/LITv2/releases/download/v1.0/'
 
