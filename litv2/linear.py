@@ -17,7 +17,21 @@ names and the module's repr are those of ``nn.Linear``, so checkpoints and
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.fx._symbolic_trace import is_fx_tracing
+
+try:
+    from torch.fx._symbolic_trace import is_fx_symbolic_tracing
+except ImportError:  # PyTorch before 2.5 has only the older name
+    from torch.fx._symbolic_trace import (
+        is_fx_tracing as is_fx_symbolic_tracing,
+    )
+
+
+def cpu_autocast_enabled() -> bool:
+    try:
+        return torch.is_autocast_enabled('cpu')
+    except TypeError:  # PyTorch before 2.4 has no device argument
+        return torch.is_autocast_cpu_enabled()
+
 
 ONEDNN_LINEAR_AVAILABLE = (torch.backends.mkldnn.is_available()
                            and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
@@ -29,13 +43,13 @@ def onednn_linear_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     the layer run in its lower precision), and no tracer or compiler that
     expects ``aten::linear``."""
     # The tracer tests come first: under torch.fx ``x`` is a Proxy.
-    return (ONEDNN_LINEAR_AVAILABLE and not is_fx_tracing()
+    return (ONEDNN_LINEAR_AVAILABLE and not is_fx_symbolic_tracing()
             and not torch.jit.is_tracing()
             and not torch.compiler.is_compiling()
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and weight.dtype == torch.float32
             and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled('cpu'))
+            and not cpu_autocast_enabled())
 
 
 class Linear(nn.Linear):
