@@ -79,16 +79,17 @@ def ffn_in_pieces(ffn: ConvFFN, x: torch.Tensor,
     is computed as in the whole map: fc1, GELU and fc2 act per token, and
     the conv sees the same neighbours (zeros only at the map's own border).
 
-    Maps whose hidden activation is under four pieces are done whole (the
+    Maps whose hidden activation is under three pieces are done whole (the
     strips' extra rows and the smaller matmuls would cost more than they
     save). On a 2-core AMD EPYC, 8 MB pieces took LITv2-S's stage-1 FFN
     from 112 to 63 ms (16x56x56) and from 158 to 98 ms (1x200x320),
-    stage 2 from 71 to 58 / 88 to 75 ms.
+    stage 2 from 71 to 58 / 88 to 75 ms, stage 3 at 1x50x80 (three
+    pieces) from 66 to 60 ms; at 16x14x14 (2.4 pieces) they were even.
     """
     b, h, w, _ = x.shape
     hidden = ffn.fc1.out_features
     row_bytes = w * hidden * x.element_size()
-    if b * h * row_bytes < 4 * piece_bytes:
+    if b * h * row_bytes < 3 * piece_bytes:
         return ffn.forward_whole(x)
     if h * row_bytes <= piece_bytes:
         images = piece_bytes // (h * row_bytes)

@@ -23,7 +23,7 @@ CASES = [
     ((2, 17, 5, 8), 5 * 32 * 8 * 3),      # strips of 3 rows
     ((1, 9, 1, 8), 32 * 8),               # strips of 1 row, width 1
     ((3, 2, 11, 8), 11 * 32 * 8),         # two 1-row strips per image
-    ((1, 4, 4, 8), 4 * 4 * 32 * 8),       # under four pieces: whole
+    ((1, 4, 4, 8), 4 * 4 * 32 * 8),       # under three pieces: whole
 ]
 
 
@@ -40,7 +40,7 @@ def test_pieces_equal_whole_map(shape, piece_bytes):
 
 def test_cpu_inference_goes_piecewise_and_matches():
     """A stage-1 sized map under no_grad takes the piecewise path (more
-    than four pieces of PIECE_BYTES) and gives the whole map's values in
+    than three pieces of PIECE_BYTES) and gives the whole map's values in
     fp32; with autograd on, the whole map is computed."""
     ffn = _ffn(16, torch.float32)
     x = torch.randn(1, 360, 400, 16)
