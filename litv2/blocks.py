@@ -7,7 +7,7 @@ from torch import nn
 
 from .hilo import HiLo
 from .layers import DropPath, gelu_unless_recorded
-from .linear import Linear
+from .linear import Linear, is_fx_symbolic_tracing
 
 
 class TokenDepthwiseConv(nn.Module):
@@ -35,8 +35,9 @@ class TokenDepthwiseConv(nn.Module):
         return self.dwconv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
-# ConvFFN's hidden activation (4x the channels) in pieces of about this many
-# bytes when it is evaluated piecewise (see ``ConvFFN.forward``).
+# The FFN half of a block, whose widest tensor is ConvFFN's hidden activation
+# (4x the channels), is computed in pieces of about this many bytes of it
+# when it is evaluated piecewise (see ``in_pieces``).
 PIECE_BYTES = 8 * 2**20
 
 
@@ -51,60 +52,62 @@ class ConvFFN(nn.Module):
         self.fc2 = Linear(hidden_dim, dim)
         self.drop = nn.Dropout(drop)
 
-    def forward_whole(self, x: torch.Tensor) -> torch.Tensor:
-        """The FFN on the whole ``(B, H, W, C)`` map at once."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = gelu_unless_recorded(self.dwconv(self.fc1(x)),
                                  self.act.approximate)
         return self.drop(self.fc2(self.drop(x)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # CPU inference on large maps: piece by piece (cache blocking). The
-        # widest tensor of the block then stays in the CPU's caches instead
-        # of going to memory four times (fc1, conv, GELU, fc2); same
-        # values. Elsewhere (GPU, autograd, tracing, compiling, scripting),
-        # the whole map at once.
-        if (not torch.jit.is_scripting() and not torch.jit.is_tracing()
-                and x.device.type == 'cpu' and not torch.is_grad_enabled()
-                and not torch.compiler.is_compiling()):
-            return ffn_in_pieces(self, x, PIECE_BYTES)
-        return self.forward_whole(x)
+
+def pieces_apply(x: torch.Tensor, training: bool) -> bool:
+    """Whether a block's FFN half runs piecewise: CPU inference (no grad,
+    eval mode: stochastic depth draws per image), and no tracer, compiler
+    or TorchScript that records the whole-map graph. (The FX test comes
+    first: under torch.fx ``x`` is a Proxy.)"""
+    return (not is_fx_symbolic_tracing() and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling() and not training
+            and x.device.type == 'cpu' and not torch.is_grad_enabled())
 
 
-def ffn_in_pieces(ffn: ConvFFN, x: torch.Tensor,
-                  piece_bytes: int) -> torch.Tensor:
-    """``ffn.forward_whole(x)``, computed on pieces of ``x`` whose hidden
-    activation takes about ``piece_bytes``: whole images when one fits,
-    otherwise strips of rows of one image, each with the row above and
-    below (the 3x3 depthwise conv's reach), cropped off again. Every token
-    is computed as in the whole map: fc1, GELU and fc2 act per token, and
-    the conv sees the same neighbours (zeros only at the map's own border).
+def in_pieces(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+              hidden: int, piece_bytes: int) -> torch.Tensor:
+    """``fn(x)`` for a ``fn`` that acts on each token of a ``(B, H, W, C)``
+    map and its 3x3 neighbourhood (a block's FFN half: norm, ConvFFN with
+    ``hidden`` channels, residual add), computed on pieces of ``x`` whose
+    hidden activation takes about ``piece_bytes``: whole images when one
+    fits, otherwise strips of rows of one image, each with the row above
+    and below (the depthwise conv's reach), cropped off again. Every token
+    is computed as in the whole map: the conv sees the same neighbours
+    (zeros only at the map's own border). The pieces write into one output,
+    so the widest tensors stay in the CPU's caches instead of going to
+    memory (fc1, conv, GELU, fc2, and the norm and add around them).
 
     Maps whose hidden activation is under three pieces are done whole (the
     strips' extra rows and the smaller matmuls would cost more than they
-    save). On a 2-core AMD EPYC, 8 MB pieces took LITv2-S's stage-1 FFN
-    from 112 to 63 ms (16x56x56) and from 158 to 98 ms (1x200x320),
-    stage 2 from 71 to 58 / 88 to 75 ms, stage 3 at 1x50x80 (three
-    pieces) from 66 to 60 ms; at 16x14x14 (2.4 pieces) they were even.
+    save). On a 2-core AMD EPYC, 8 MB pieces of ConvFFN alone took
+    LITv2-S's stage-1 FFN from 112 to 63 ms (16x56x56) and from 158 to
+    98 ms (1x200x320), stage 2 from 71 to 58 / 88 to 75 ms, stage 3 at
+    1x50x80 from 66 to 60 ms (16x14x14, 2.4 pieces: even); taking the norm
+    and the residual add into the pieces, a stage-1 block at 1x200x320
+    went from 139 to 109 ms.
     """
     b, h, w, _ = x.shape
-    hidden = ffn.fc1.out_features
     row_bytes = w * hidden * x.element_size()
     if b * h * row_bytes < 3 * piece_bytes:
-        return ffn.forward_whole(x)
+        return fn(x)
+    out = torch.empty_like(x)
     if h * row_bytes <= piece_bytes:
         images = piece_bytes // (h * row_bytes)
-        return torch.cat([ffn.forward_whole(p) for p in x.split(images)])
+        for first in range(0, b, images):
+            out[first:first + images] = fn(x[first:first + images])
+        return out
     rows = max(1, piece_bytes // row_bytes)
-    outs = []
-    for image in x.split(1):
-        strips = []
+    for i in range(b):
         for top in range(0, h, rows):
             bottom = min(top + rows, h)
             lo, hi = max(top - 1, 0), min(bottom + 1, h)
-            out = ffn.forward_whole(image[:, lo:hi])
-            strips.append(out[:, top - lo:bottom - lo])
-        outs.append(torch.cat(strips, dim=1))
-    return torch.cat(outs)
+            piece = fn(x[i:i + 1, lo:hi])
+            out[i:i + 1, top:bottom] = piece[:, top - lo:bottom - lo]
+    return out
 
 
 class LITv2Block(nn.Module):
@@ -133,9 +136,20 @@ class LITv2Block(nn.Module):
         self.drop_path = (DropPath(drop_path) if drop_path > 0
                           else nn.Identity())
 
+    def ffn_residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The FFN half of the block: ``x + FFN(LN(x))``."""
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # hasattr (not has_attention): TorchScript decides it at compile
         # time, so it does not compile the attention of blocks without one.
         if hasattr(self, 'attn'):
             x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        # CPU inference on large maps: the FFN half piece by piece (cache
+        # blocking, same values); elsewhere the whole map at once. (A nested
+        # test: TorchScript skips only a branch under is_scripting alone.)
+        if not torch.jit.is_scripting():
+            if pieces_apply(x, self.training):
+                return in_pieces(self.ffn_residual, x,
+                                 self.mlp.fc1.out_features, PIECE_BYTES)
+        return self.ffn_residual(x)

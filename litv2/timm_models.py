@@ -41,8 +41,9 @@ from .linear import Linear
 # helpers decide on the input size, contiguous_grad on requires_grad,
 # window_attention on the dtype; each is kept as one call in the graph.
 # The deformable conv is one leaf module (it checks its input size and
-# builds its sampling grid from it), and so are ConvFFN and Linear (they
-# decide from the device and grad mode how to compute).
+# builds its sampling grid from it), and so are ConvFFN (its GELU is in
+# place when nothing records gradients) and Linear (it decides from the
+# device and grad mode how to compute).
 for _fn in (pad_to_multiple, crop_tokens, pad_to_min_size, contiguous_grad,
             window_attention):
     register_notrace_function(_fn)
