@@ -14,6 +14,8 @@ scripting, ``torch.fx``) the layer is ``F.linear``. The parameters, their
 names and the module's repr are those of ``nn.Linear``, so checkpoints and
 ``isinstance(m, nn.Linear)`` initialisers see no difference.
 """
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,13 +54,20 @@ def onednn_linear_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
             and not cpu_autocast_enabled())
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor,
+           bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, on oneDNN where
+    ``onednn_linear_applies``."""
+    if not torch.jit.is_scripting():
+        if onednn_linear_applies(x, weight):
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias,
+                                                      'none', [], '')
+    return F.linear(x, weight, bias)
+
+
 class Linear(nn.Linear):
     """``nn.Linear`` with a oneDNN path for float32 CPU inference (see the
     module docstring); same parameters and values."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting():
-            if onednn_linear_applies(x, self.weight):
-                return torch.ops.mkldnn._linear_pointwise(
-                    x, self.weight, self.bias, 'none', [], '')
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)

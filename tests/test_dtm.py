@@ -1,4 +1,5 @@
 """Deformable token merging against a direct computation."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -41,7 +42,9 @@ def test_deformable_sampling_equals_direct_computation():
         assert rel_err(actual, expected) < 1e-5
 
 
-def test_token_merging_is_conv_norm_gelu_on_tokens():
+@pytest.mark.parametrize('grad', [True, False])
+def test_token_merging_is_conv_norm_gelu_on_tokens(grad):
+    """With and without autograd; contiguous (B, H, W, C) tokens out."""
     dtm = DeformableTokenMerging(8, 16).eval()
     dtm.dconv = random_dconv()
     with torch.no_grad():
@@ -52,8 +55,9 @@ def test_token_merging_is_conv_norm_gelu_on_tokens():
     merged = deform_conv2d_direct(nchw, dtm.dconv.conv_offset(nchw),
                                   dtm.dconv.weight, dtm.dconv.bias)
     expected = F.gelu(dtm.norm_layer(merged)).permute(0, 2, 3, 1)
-    actual = dtm(x)
-    assert actual.shape == (2, 5, 3, 16)
+    with torch.set_grad_enabled(grad):
+        actual = dtm(x)
+    assert actual.shape == (2, 5, 3, 16) and actual.is_contiguous()
     assert rel_err(actual, expected) < 1e-5
 
 
@@ -92,7 +96,6 @@ def test_sampling_formulation_matches_compiled_op_with_gradients():
 
 
 def test_overlapping_kernel_and_tiny_map_are_refused():
-    import pytest
     with pytest.raises(ValueError, match='stride == kernel_size'):
         DeformConv2dWithBias(4, 8, kernel_size=3, stride=2)
     with pytest.raises(ValueError, match='at least 2x2'):
