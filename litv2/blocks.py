@@ -7,7 +7,7 @@ from torch import nn
 
 from .hilo import HiLo
 from .layers import DropPath, gelu_unless_recorded
-from .linear import Linear, is_fx_symbolic_tracing
+from .onednn import Linear, is_fx_symbolic_tracing
 
 
 class TokenDepthwiseConv(nn.Module):

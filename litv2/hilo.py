@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import crop_tokens, pad_to_multiple
-from .linear import Linear
+from .onednn import Linear
 
 
 def hilo_head_split(num_heads: int, window_size: int, alpha: float):

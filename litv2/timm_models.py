@@ -35,7 +35,7 @@ from .layers import (
     pad_to_min_size,
     pad_to_multiple,
 )
-from .linear import Linear
+from .onednn import Linear
 
 # torch.fx (timm's features_only='fx', FX feature extraction): the padding
 # helpers decide on the input size, contiguous_grad on requires_grad,

@@ -1,4 +1,4 @@
-"""``nn.Linear`` whose float32 CPU inference runs on oneDNN.
+"""Float32 CPU inference of LITv2's linear layers on oneDNN.
 
 PyTorch computes a float32 ``nn.Linear`` on CPU as ``addmm``: the bias is
 first copied into every row of the output, then the BLAS library (MKL in
@@ -10,9 +10,10 @@ On a 2-core AMD EPYC it ran LITv2's projections 1.2x-1.8x faster (e.g.
 It is the same computation, a float32 matrix product plus bias; only the
 order of the float32 additions differs, as between any two BLAS libraries.
 Everywhere else (GPU, other dtypes, autograd, autocast, tracing, compiling,
-scripting, ``torch.fx``) the layer is ``F.linear``. The parameters, their
-names and the module's repr are those of ``nn.Linear``, so checkpoints and
-``isinstance(m, nn.Linear)`` initialisers see no difference.
+scripting, ``torch.fx``) the layer is ``F.linear``. ``Linear``'s
+parameters, their names and its repr are those of ``nn.Linear``, so
+checkpoints and ``isinstance(m, nn.Linear)`` initialisers see no
+difference.
 """
 from typing import Optional
 
@@ -35,17 +36,17 @@ def cpu_autocast_enabled() -> bool:
         return torch.is_autocast_cpu_enabled()
 
 
-ONEDNN_LINEAR_AVAILABLE = (torch.backends.mkldnn.is_available()
-                           and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
+ONEDNN_AVAILABLE = (torch.backends.mkldnn.is_available()
+                    and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
 
 
-def onednn_linear_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether ``linear`` takes oneDNN's matmul for this call: float32 CPU
     tensors, nothing recorded by autograd, no autocast (which would have
     the layer run in its lower precision), and no tracer or compiler that
     expects ``aten::linear``."""
     # The tracer tests come first: under torch.fx ``x`` is a Proxy.
-    return (ONEDNN_LINEAR_AVAILABLE and not is_fx_symbolic_tracing()
+    return (ONEDNN_AVAILABLE and not is_fx_symbolic_tracing()
             and not torch.jit.is_tracing()
             and not torch.compiler.is_compiling()
             and x.device.type == 'cpu' and x.dtype == torch.float32
@@ -56,10 +57,9 @@ def onednn_linear_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def linear(x: torch.Tensor, weight: torch.Tensor,
            bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``, on oneDNN where
-    ``onednn_linear_applies``."""
+    """``F.linear(x, weight, bias)``, on oneDNN where ``onednn_applies``."""
     if not torch.jit.is_scripting():
-        if onednn_linear_applies(x, weight):
+        if onednn_applies(x, weight):
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias,
                                                       'none', [], '')
     return F.linear(x, weight, bias)
@@ -71,3 +71,4 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
+

@@ -1,4 +1,4 @@
-"""``litv2.linear.Linear``: oneDNN's matmul in float32 CPU inference, the
+"""``litv2.onednn.Linear``: oneDNN's matmul in float32 CPU inference, the
 plain ``F.linear`` everywhere else, the same values and parameters as
 ``nn.Linear`` in both."""
 import pytest
@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from litv2 import linear
-from litv2.linear import Linear, onednn_linear_applies
+from litv2 import onednn
+from litv2.onednn import Linear, onednn_applies
 
-needs_onednn = pytest.mark.skipif(not linear.ONEDNN_LINEAR_AVAILABLE,
+needs_onednn = pytest.mark.skipif(not onednn.ONEDNN_AVAILABLE,
                                   reason='this PyTorch has no oneDNN linear')
 
 
@@ -44,7 +44,7 @@ def test_cpu_inference_takes_onednn_and_keeps_the_values(bias):
     if not bias:
         layer.bias = None
     with torch.no_grad():
-        assert onednn_linear_applies(x, layer.weight)
+        assert onednn_applies(x, layer.weight)
         out = layer(x)
         exact = F.linear(x.double(), layer.weight.double(),
                          None if layer.bias is None else layer.bias.double())
@@ -71,14 +71,14 @@ def test_everywhere_else_it_is_f_linear_exactly():
     dtype."""
     layer = _layer()
     x = torch.randn(4, 96)
-    assert not onednn_linear_applies(x.double(), layer.weight.double())
+    assert not onednn_applies(x.double(), layer.weight.double())
     double = _layer().double()
     with torch.no_grad():
         assert torch.equal(double(x.double()),
                            F.linear(x.double(), double.weight, double.bias))
 
     xg = x.clone().requires_grad_()
-    assert not onednn_linear_applies(xg, layer.weight)
+    assert not onednn_applies(xg, layer.weight)
     out = layer(xg)
     assert torch.equal(out, F.linear(x, layer.weight, layer.bias))
     out.sum().backward()
@@ -87,7 +87,7 @@ def test_everywhere_else_it_is_f_linear_exactly():
     assert torch.equal(xg.grad, xf.grad)
 
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-        assert not onednn_linear_applies(x, layer.weight)
+        assert not onednn_applies(x, layer.weight)
         out = layer(x)
         assert out.dtype == torch.bfloat16
         assert torch.equal(out, F.linear(x, layer.weight, layer.bias))
@@ -112,3 +112,18 @@ def test_same_parameters_and_repr_as_nn_linear():
     x = torch.randn(3, 96)
     with torch.no_grad():
         assert torch.allclose(layer(x), plain(x), rtol=0, atol=1e-5)
+
+
+def _ran(op_name, fn):
+    with torch.profiler.profile() as prof:
+        out = fn()
+    return out, any(op_name in e.name for e in prof.events())
+
+
+@needs_onednn
+def test_linear_runs_on_onednn_only_without_grad():
+    layer = _layer()
+    x = torch.randn(5, 96)
+    with torch.no_grad():
+        assert _ran('_linear_pointwise', lambda: layer(x))[1]
+    assert not _ran('_linear_pointwise', lambda: layer(x))[1]
