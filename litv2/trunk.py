@@ -30,7 +30,16 @@ class PatchEmbed(nn.Module):
         self.norm = norm_layer(embed_dim) if norm_layer is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj(pad_to_multiple(x, self.patch_size)).permute(0, 2, 3, 1)
+        x = pad_to_multiple(x, self.patch_size)
+        if not torch.is_grad_enabled():
+            # A channels-last image makes the conv write (B, H, W, C): the
+            # permute below is then contiguous and the norm reads it as it
+            # is (LITv2-S on an AMD EPYC: 1x3x800x1280 14.4 -> 6.5 ms,
+            # 64x3x224x224 130 -> 69 ms). Inference only: in training on
+            # CUDA the weight gradient would come back channels-last too,
+            # unlike DDP's bucket view of it.
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.proj(x).permute(0, 2, 3, 1)
         if self.norm is not None:
             return self.norm(x)
         return x.contiguous()

@@ -163,6 +163,22 @@ def test_patch_norm_off():
     assert model(torch.randn(1, 3, 32, 32))[0].shape == (1, 16, 8, 8)
 
 
+@pytest.mark.parametrize('patch_norm', [True, False])
+def test_patch_embedding_same_tokens_in_inference_and_training(patch_norm):
+    """Without autograd the image goes to the conv channels-last (tokens
+    written in place); the tokens equal those of the NCHW path to float32
+    rounding (the conv sums its 48 products in another order) and come out
+    contiguous either way."""
+    embed = LITv2(**tiny_kwargs(patch_norm=patch_norm)).patch_embed
+    x = torch.randn(2, 3, 30, 45)
+    with torch.no_grad():
+        fast = embed(x)
+    slow = embed(x)
+    assert fast.shape == slow.shape == (2, 8, 12, 16)
+    assert fast.is_contiguous() and slow.is_contiguous()
+    assert rel_err(fast, slow.detach()) < 1e-6
+
+
 def test_registered_in_mmdet_and_mmseg():
     from mmdet.registry import MODELS as DET_MODELS
     from mmseg.registry import MODELS as SEG_MODELS
