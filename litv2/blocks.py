@@ -81,18 +81,19 @@ def in_pieces(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     so the widest tensors stay in the CPU's caches instead of going to
     memory (fc1, conv, GELU, fc2, and the norm and add around them).
 
-    Maps whose hidden activation is under three pieces are done whole (the
-    strips' extra rows and the smaller matmuls would cost more than they
-    save). On a 2-core AMD EPYC, 8 MB pieces of ConvFFN alone took
-    LITv2-S's stage-1 FFN from 112 to 63 ms (16x56x56) and from 158 to
-    98 ms (1x200x320), stage 2 from 71 to 58 / 88 to 75 ms, stage 3 at
-    1x50x80 from 66 to 60 ms (16x14x14, 2.4 pieces: even); taking the norm
-    and the residual add into the pieces, a stage-1 block at 1x200x320
-    went from 139 to 109 ms.
+    Maps whose hidden activation is under two and a half pieces are done
+    whole (the strips' extra rows and the smaller matmuls would cost more
+    than they save). On a 2-core AMD EPYC, 8 MB pieces of ConvFFN alone
+    took LITv2-S's stage-1 FFN from 112 to 63 ms (16x56x56) and from 158
+    to 98 ms (1x200x320), stage 2 from 71 to 58 / 88 to 75 ms; taking the
+    norm and the residual add into the pieces, a stage-1 block at 1x200x320
+    went from 139 to 109 ms. The break-even lies near the threshold: a
+    stage-3 block at 1x50x80 (2.9 pieces) went from 133 to 125 ms, one at
+    16x14x14 (2.3 pieces) from 62 to 66 ms (medians of interleaved runs).
     """
     b, h, w, _ = x.shape
     row_bytes = w * hidden * x.element_size()
-    if b * h * row_bytes < 3 * piece_bytes:
+    if 2 * b * h * row_bytes < 5 * piece_bytes:
         return fn(x)
     out = torch.empty_like(x)
     if h * row_bytes <= piece_bytes:
