@@ -30,6 +30,7 @@ except ImportError:  # PyTorch before 2.5 has only the older name
 
 
 def cpu_autocast_enabled() -> bool:
+    """Whether CPU autocast is on (in any PyTorch 2)."""
     try:
         return torch.is_autocast_enabled('cpu')
     except TypeError:  # PyTorch before 2.4 has no device argument
@@ -71,4 +72,3 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
-
