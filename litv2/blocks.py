@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from .hilo import HiLo
-from .layers import DropPath, gelu_unless_recorded
-from .onednn import Linear, is_fx_symbolic_tracing
+from .layers import DropPath, gelu_unless_recorded, graph_being_recorded
+from .onednn import Linear
 
 
 class TokenDepthwiseConv(nn.Module):
@@ -61,10 +61,9 @@ class ConvFFN(nn.Module):
 def pieces_apply(x: torch.Tensor, training: bool) -> bool:
     """Whether a block's FFN half runs piecewise: CPU inference (no grad,
     eval mode: stochastic depth draws per image), and no tracer, compiler
-    or TorchScript that records the whole-map graph. (The FX test comes
+    or TorchScript that records the whole-map graph. (The tracer test comes
     first: under torch.fx ``x`` is a Proxy.)"""
-    return (not is_fx_symbolic_tracing() and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling() and not training
+    return (not graph_being_recorded() and not training
             and x.device.type == 'cpu' and not torch.is_grad_enabled())
 
 

@@ -15,26 +15,21 @@ parameters, their names and its repr are those of ``nn.Linear``, so
 checkpoints and ``isinstance(m, nn.Linear)`` initialisers see no
 difference.
 """
+import functools
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import graph_being_recorded
+
+# Whether CPU autocast is on, asked the way this PyTorch understands (once).
 try:
-    from torch.fx._symbolic_trace import is_fx_symbolic_tracing
-except ImportError:  # PyTorch before 2.5 has only the older name
-    from torch.fx._symbolic_trace import (
-        is_fx_tracing as is_fx_symbolic_tracing,
-    )
-
-
-def cpu_autocast_enabled() -> bool:
-    """Whether CPU autocast is on (in any PyTorch 2)."""
-    try:
-        return torch.is_autocast_enabled('cpu')
-    except TypeError:  # PyTorch before 2.4 has no device argument
-        return torch.is_autocast_cpu_enabled()
+    torch.is_autocast_enabled('cpu')
+    cpu_autocast_enabled = functools.partial(torch.is_autocast_enabled, 'cpu')
+except TypeError:  # PyTorch before 2.4 has no device argument
+    cpu_autocast_enabled = torch.is_autocast_cpu_enabled
 
 
 ONEDNN_AVAILABLE = (torch.backends.mkldnn.is_available()
@@ -46,10 +41,8 @@ def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     tensors, nothing recorded by autograd, no autocast (which would have
     the layer run in its lower precision), and no tracer or compiler that
     expects ``aten::linear``."""
-    # The tracer tests come first: under torch.fx ``x`` is a Proxy.
-    return (ONEDNN_AVAILABLE and not is_fx_symbolic_tracing()
-            and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling()
+    # The tracer test comes first: under torch.fx ``x`` is a Proxy.
+    return (ONEDNN_AVAILABLE and not graph_being_recorded()
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and weight.dtype == torch.float32
             and not torch.is_grad_enabled()

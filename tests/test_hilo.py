@@ -151,6 +151,11 @@ def test_window_attention_in_low_precision():
     assert torch.equal(out, F.scaled_dot_product_attention(*big,
                                                            scale=32**-0.5))
     assert torch.isfinite(out).all()
+    # and right: as close to the fp32 result on the same fp16 inputs as
+    # fp16's 11-bit rounding of the output allows (a few units of 2^-11)
+    exact = window_attention(*(t.float() for t in big), 32**-0.5)
+    assert ((out.float() - exact).abs()
+            <= 4 * 2.0**-11 * exact.abs().amax(-1, keepdim=True)).all()
 
 
 def test_window_attention_dropout_only_in_training():
