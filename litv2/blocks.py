@@ -63,8 +63,8 @@ def pieces_apply(x: torch.Tensor, training: bool) -> bool:
     eval mode: stochastic depth draws per image), and no tracer, compiler
     or TorchScript that records the whole-map graph. (The tracer test comes
     first: under torch.fx ``x`` is a Proxy.)"""
-    return (not graph_being_recorded() and not training
-            and x.device.type == 'cpu' and not torch.is_grad_enabled())
+    return (not training and not torch.is_grad_enabled()
+            and not graph_being_recorded() and x.device.type == 'cpu')
 
 
 def in_pieces(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,

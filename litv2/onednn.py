@@ -41,11 +41,12 @@ def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     tensors, nothing recorded by autograd, no autocast (which would have
     the layer run in its lower precision), and no tracer or compiler that
     expects ``aten::linear``."""
-    # The tracer test comes first: under torch.fx ``x`` is a Proxy.
-    return (ONEDNN_AVAILABLE and not graph_being_recorded()
+    # Grad mode first (training stops there); the tracer test before any
+    # look at ``x``, which under torch.fx is a Proxy.
+    return (ONEDNN_AVAILABLE and not torch.is_grad_enabled()
+            and not graph_being_recorded()
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and weight.dtype == torch.float32
-            and not torch.is_grad_enabled()
             and not cpu_autocast_enabled())
 
 
