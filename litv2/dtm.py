@@ -43,6 +43,53 @@ def deformable_sampling_grid(offset: torch.Tensor, height: int, width: int,
     return torch.stack((x, y), dim=-1)
 
 
+def bilinear_sample_by_gather(x: torch.Tensor,
+                              grid: torch.Tensor) -> torch.Tensor:
+    """``F.grid_sample(x, grid, 'bilinear', 'zeros', align_corners=True)``
+    written with ``gather``, for deterministic training on CUDA.
+
+    grid_sample's CUDA backward adds into the input gradient with atomics
+    (PyTorch refuses it under ``torch.use_deterministic_algorithms``);
+    gather's backward has a deterministic CUDA implementation that PyTorch
+    selects in that mode. The same bilinear rule: each of the four corners
+    of a sample contributes only where it lies inside the map.
+
+    Args:
+        x: ``(B, C, H, W)``, typically a channels-last view (DTM's input):
+            the corners are gathered as whole channel vectors.
+        grid: ``(B, Ho, Wo, 2)`` (x, y) in [-1, 1], as for grid_sample.
+    Returns:
+        ``(B, C, Ho, Wo)`` as a channels-last view, in the grid's dtype.
+    """
+    b, c, h, w = x.shape
+    ho, wo = grid.shape[1], grid.shape[2]
+    tokens = x.permute(0, 2, 3, 1).reshape(b, h * w, c).to(grid.dtype)
+    px = (grid[..., 0] + 1) * ((w - 1) / 2)
+    py = (grid[..., 1] + 1) * ((h - 1) / 2)
+    x0, y0 = px.floor(), py.floor()
+    fx, fy = px - x0, py - y0
+    out = None
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
+            index = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).long()
+            corner = tokens.gather(
+                1, index.view(b, -1, 1).expand(b, ho * wo, c))
+            weight = (wy * wx * inside).view(b, -1, 1)
+            out = corner * weight if out is None else out + corner * weight
+    return out.view(b, ho, wo, c).permute(0, 3, 1, 2)
+
+
+def deterministic_cuda(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a CUDA tensor while PyTorch is asked for
+    deterministic algorithms (``torch.use_deterministic_algorithms``, which
+    mmengine's ``randomness=dict(deterministic=True)`` calls). The flag is
+    read first: under torch.fx ``x`` is a Proxy."""
+    return (torch.are_deterministic_algorithms_enabled()
+            and isinstance(x, torch.Tensor) and x.is_cuda)
+
+
 class DeformConv2dWithBias(nn.Module):
     """Deformable convolution whose offsets come from a plain convolution.
 
@@ -100,6 +147,12 @@ class DeformConv2dWithBias(nn.Module):
         # Bilinear weights in the grid's precision (>= fp32; autocast casts
         # grid_sample to fp32 on CPU and CUDA anyway); a model converted to
         # fp16/bf16 as a whole gets its own dtype back for the convolution.
+        # (nested: TorchScript skips a branch only under is_scripting alone)
+        if not torch.jit.is_scripting():
+            if deterministic_cuda(x):
+                sampled = bilinear_sample_by_gather(x, grid)
+                return F.conv2d(sampled.to(x.dtype), self.weight, self.bias,
+                                stride=self.stride)
         sampled = F.grid_sample(x.to(grid.dtype), grid, mode='bilinear',
                                 padding_mode='zeros', align_corners=True)
         return F.conv2d(sampled.to(x.dtype), self.weight, self.bias,

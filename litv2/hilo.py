@@ -62,6 +62,11 @@ def hilo_flops(dim: int, num_heads: int, window_size: int, alpha: float,
     return int(hifi + lofi)
 
 
+# The largest batch that F.scaled_dot_product_attention's fused CUDA kernels
+# (flash, memory-efficient) accept: the batch is a grid axis of theirs.
+SDPA_MAX_CUDA_BATCH = 65535
+
+
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      scale: float, dropout_p: float = 0.0) -> torch.Tensor:
     """``softmax(q k^T * scale) v`` over short sequences: Hi-Fi's windows of
@@ -78,6 +83,17 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     test makes this a leaf for ``torch.fx`` (``litv2.timm_models``).
     """
     if q.dtype == torch.float16:
+        if q.is_cuda and q.shape[0] > SDPA_MAX_CUDA_BATCH:
+            # CUDA's fused kernels put the batch on a grid axis of at most
+            # 65535 blocks and fail beyond ("invalid configuration
+            # argument"): about 1,300 images at 224x224 in Hi-Fi's windows.
+            outs = []
+            for first in range(0, q.shape[0], SDPA_MAX_CUDA_BATCH):
+                last = first + SDPA_MAX_CUDA_BATCH
+                outs.append(F.scaled_dot_product_attention(
+                    q[first:last], k[first:last], v[first:last],
+                    dropout_p=dropout_p, scale=scale))
+            return torch.cat(outs)
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p,
                                               scale=scale)
     attn = torch.matmul(q, k.transpose(-2, -1)) * scale

@@ -77,6 +77,26 @@ def test_task_from_custom_imports_and_unknown_task():
         detect_task(Config(dict(default_scope='mmpretrain')), 'odd.py')
 
 
+def test_deterministic_cuda_run_gets_a_fixed_cublas_workspace(monkeypatch):
+    """randomness.deterministic with a GPU: PyTorch refuses cuBLAS matmuls
+    under deterministic algorithms unless CUBLAS_WORKSPACE_CONFIG is set,
+    so adapt_to_device sets it (a value the user set is kept), and
+    changes nothing else of the config."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.delenv('CUBLAS_WORKSPACE_CONFIG', raising=False)
+    cfg = Config.fromfile(str(CONFIGS / 'retinanet_litv2_s_w2.py'))
+    before = cfg.to_dict()
+    adapt_to_device(cfg, 'pytorch')
+    assert 'CUBLAS_WORKSPACE_CONFIG' not in os.environ  # not asked for
+    cfg.randomness = dict(seed=0, deterministic=True)
+    adapt_to_device(cfg, 'pytorch')
+    assert os.environ['CUBLAS_WORKSPACE_CONFIG'] == ':4096:8'
+    assert cfg.optim_wrapper == before['optim_wrapper']  # AMP stays
+    monkeypatch.setenv('CUBLAS_WORKSPACE_CONFIG', ':16:8')
+    adapt_to_device(cfg, 'none')
+    assert os.environ['CUBLAS_WORKSPACE_CONFIG'] == ':16:8'
+
+
 @NO_GPU
 def test_gpu_settings_are_adapted_without_a_gpu():
     # AMP: bf16 autocast on a CPU with bf16 arithmetic, fp32 on others

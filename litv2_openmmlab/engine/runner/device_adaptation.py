@@ -1,11 +1,17 @@
 """The run-time changes that let a config written for GPUs (AMP, NCCL,
 SyncBN) run on a machine without one, with one process or several
 (``tools/dist_train.sh CONFIG 2``)."""
+import os
+
 import torch
 from mmengine.config import Config
 
 from ..optim.amp_support import cpu_bf16_support
-from .rank0_log import warn_rank0
+from .rank0_log import info_rank0, warn_rank0
+
+# cuBLAS is deterministic only with a fixed workspace; PyTorch refuses its
+# matmuls under torch.use_deterministic_algorithms without one of these.
+CUBLAS_DETERMINISTIC_WORKSPACE = ':4096:8'
 
 
 def _sync_bn_to_bn(node) -> int:
@@ -32,9 +38,20 @@ def adapt_to_device(cfg: Config, launcher: str) -> None:
     * with a launcher: the process group uses gloo instead of NCCL, DDP gets
       no ``device_ids``, and SyncBN (CUDA only in torch) becomes BN.
 
-    Each change is logged. With CUDA, nothing changes.
+    Each change is logged. With CUDA, only ``randomness.deterministic``
+    needs something: ``CUBLAS_WORKSPACE_CONFIG`` (unless set already),
+    before the first matmul of the process.
     """
     if torch.cuda.is_available():
+        randomness = cfg.get('randomness') or {}
+        if (randomness.get('deterministic')
+                and 'CUBLAS_WORKSPACE_CONFIG' not in os.environ):
+            os.environ['CUBLAS_WORKSPACE_CONFIG'] = (
+                CUBLAS_DETERMINISTIC_WORKSPACE)
+            info_rank0('randomness.deterministic on CUDA: '
+                       'CUBLAS_WORKSPACE_CONFIG='
+                       f'{CUBLAS_DETERMINISTIC_WORKSPACE} (cuBLAS is '
+                       'deterministic only with a fixed workspace)')
         return
     optim = cfg.get('optim_wrapper')
     if optim is not None and optim.get('type') == 'AmpOptimWrapper':
