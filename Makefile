@@ -5,7 +5,7 @@ STAMP := $(VENV)/.env-stamp
 ENV_INPUTS := tools/setup_env.sh pyproject.toml $(wildcard requirements/*.txt)
 
 .PHONY: env lint demo demo-backbone test bench-hilo bench-detector bench bench-cls \
-	bench-amp bench-peers clean-env
+	bench-amp bench-peers clean-env gpu-kit
 
 env: $(STAMP)
 
@@ -65,6 +65,11 @@ bench-peers: $(STAMP)
 	$(PY) benchmarks/bench_peers.py --markdown benchmarks/results_peers.md \
 		--json benchmarks/results_peers.json --figures benchmarks/figures_peers \
 		$(BENCH_PEERS_ARGS)
+
+# Wheels (.gpu_kit/wheels) for a GPU machine without network to run the
+# OpenMMLab stack (mmcv without ops); there: bash tools/gpu_kit/run.sh.
+gpu-kit:
+	bash tools/gpu_kit/build.sh
 
 clean-env:
 	rm -rf $(VENV)

@@ -206,6 +206,8 @@ def peak_memory(device, out: dict):
 def mode_context(mode, device):
     if mode == 'bf16':
         return torch.autocast(device, dtype=torch.bfloat16)
+    if mode == 'fp16':  # GPUs (CPUs have no fast fp16 arithmetic)
+        return torch.autocast(device, dtype=torch.float16)
     return contextlib.nullcontext()
 
 
@@ -738,7 +740,8 @@ def parse_args(argv=None):
                    help='a few minutes: tier S, batch 16, one round, no '
                    'detector')
     p.add_argument('--modes', nargs='+', default=['fp32'],
-                   choices=['fp32', 'bf16', 'compile', 'compile-nolayout'])
+                   choices=['fp32', 'bf16', 'fp16', 'compile',
+                            'compile-nolayout'])
     p.add_argument('--tiers', nargs='+', default=['s', 'm', 'b'],
                    choices=list(PEERS))
     p.add_argument('--batches', nargs='+', type=int, default=[64, 16])

@@ -1,6 +1,24 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules, and the ``cuda`` marker: tests that
+need a CUDA GPU are skipped, with the reason, where torch sees none
+(``make test`` on a CPU machine); ``tools/gpu_check.py`` runs them on one."""
 import pytest
 import torch
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'cuda: needs a CUDA GPU (skipped where torch sees none)')
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(
+        reason='needs a CUDA GPU (torch sees none); tools/gpu_check.py runs '
+        'these on a GPU machine')
+    for item in items:
+        if item.get_closest_marker('cuda') is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture

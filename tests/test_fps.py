@@ -13,7 +13,8 @@ from tools import fps as fps_tool
 
 RETINANET_TOY = str(CONFIGS / 'quickstart/retinanet_litv2_toy.py')
 SEG_TOY = str(CONFIGS / 'quickstart/semantic_fpn_litv2_toy.py')
-FEW = ['--num-images', '2', '--warmup', '1']
+# the CPU path on a GPU machine too (fps.py's default device is cuda there)
+FEW = ['--num-images', '2', '--warmup', '1', '--device', 'cpu']
 
 
 @pytest.fixture(scope='module')
@@ -62,7 +63,8 @@ def test_fps_reads_the_test_set(fps, tmp_path):
     cfg = tiny_seg_config(tmp_path / 'fpn.py', 'semantic_fpn_litv2_s_ade20k',
                           make_ade(tmp_path / 'ade'))
     # 3 images from a test set of 2: the loader starts over
-    result = fps.main([str(cfg), '--num-images', '3', '--warmup', '0'])
+    result = fps.main([str(cfg), '--num-images', '3', '--warmup', '0',
+                       '--device', 'cpu'])
     assert result['task'] == 'mmseg' and result['source'] == 'test set'
     assert result['fps'] > 0
 
@@ -114,3 +116,45 @@ def test_fps_bf16_on_cpu(fps, capsys, monkeypatch):
         fps.main([RETINANET_TOY, '--amp', 'bf16', '--device', 'cpu'])
     err = capsys.readouterr().err
     assert '--amp bf16: bf16 on this CPU would be emulated' in err
+
+
+class FakeClock:
+    """``time.perf_counter`` that advances by a known amount per call of
+    the model's ``test_step`` (and by nothing elsewhere)."""
+
+    def __init__(self, seconds_per_step):
+        self.now, self.step = 0.0, seconds_per_step
+
+    def __call__(self):
+        return self.now
+
+    def advance(self):
+        self.now += self.step
+
+
+def test_fps_is_timed_images_over_timed_seconds(fps, monkeypatch):
+    """Against a known clock: each test_step takes 0.25 s, 3 warm-up
+    images are not timed, so 5 timed images give 4.0 FPS exactly (a count
+    of num_images + 1, or timing the warm-up, gives another figure)."""
+    clock = FakeClock(0.25)
+    monkeypatch.setattr(fps.time, 'perf_counter', clock)
+    real_build = fps.build_inference_model
+    steps = []
+
+    def build(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        real_step = model.test_step
+
+        def test_step(batch):
+            steps.append(batch)
+            clock.advance()
+            return real_step(batch)
+        model.test_step = test_step
+        return model
+
+    monkeypatch.setattr(fps, 'build_inference_model', build)
+    result = fps.main([RETINANET_TOY, '--shape', '32', '--num-images', '5',
+                       '--warmup', '3', '--repeat', '2', '--device', 'cpu'])
+    assert len(steps) == 2 * (3 + 5)
+    assert result['fps_per_repeat'] == [4.0, 4.0]
+    assert result['fps'] == 4.0 and result['ms_per_image'] == 250.0

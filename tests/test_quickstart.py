@@ -157,7 +157,9 @@ def test_dist_train_with_two_processes_then_test(workspace, tmp_path):
         # computed, not skipped for want of detections
         'model.test_cfg.score_thr=0.0'
     ]
-    env = dict(os.environ, PORT=str(free_port()), OMP_WAIT_POLICY='PASSIVE')
+    # CPU processes (gloo) on a GPU machine too: NCCL would need 2 GPUs
+    env = dict(os.environ, PORT=str(free_port()), OMP_WAIT_POLICY='PASSIVE',
+               CUDA_VISIBLE_DEVICES='')
     # the torchrun of this environment, whatever is on PATH
     torchrun = Path(sys.executable).with_name('torchrun')
     if torchrun.is_file():

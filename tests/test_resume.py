@@ -48,8 +48,10 @@ def train(cfg, work_dir, *args, processes=1):
             s.bind(('127.0.0.1', 0))
             port = s.getsockname()[1]
         cmd = ['bash', str(REPO / 'tools' / 'dist_train.sh')]
+        # CPU processes (gloo) on a GPU machine too: NCCL needs 2 GPUs
         env = _env(PORT=str(port), TORCHRUN=os.path.join(
-            os.path.dirname(sys.executable), 'torchrun'))
+            os.path.dirname(sys.executable), 'torchrun'),
+            CUDA_VISIBLE_DEVICES='')
     cmd += ([str(cfg)] if processes == 1 else [str(cfg), str(processes)])
     return subprocess.run(cmd + ['--work-dir', str(work_dir), *args],
                           env=env, capture_output=True, text=True,

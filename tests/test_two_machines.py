@@ -85,7 +85,8 @@ def start_nodes(cfg, work_dir, *args, name=None):
         env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1',
                    NNODES='2', NODE_RANK=str(rank), MASTER_ADDR='127.0.0.1',
                    PORT=str(port), TORCHRUN=os.path.join(
-                       os.path.dirname(sys.executable), 'torchrun'))
+                       os.path.dirname(sys.executable), 'torchrun'),
+                   CUDA_VISIBLE_DEVICES='')  # CPU nodes on a GPU machine too
         log = open(work_dir.parent / f'{name}_node{rank}.txt', 'w')
         nodes.append((subprocess.Popen(
             ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(cfg), '1',

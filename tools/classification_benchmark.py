@@ -68,8 +68,17 @@ def synchronize(device: str):
 
 def throughput(name, device, batch_size, runs, warmup, amp):
     model, size = build(name, device)
-    model.eval()
     x = torch.randn(batch_size, *size, device=device)
+    return timed_forwards(model, x, runs, warmup, amp)
+
+
+def timed_forwards(model, x, runs, warmup, amp):
+    """Images per second of ``model`` in eval mode on the batch ``x``, the
+    paper's way: ``warmup`` forwards, then ``runs`` timed ones (no grad,
+    under autocast with ``amp``), the device synchronised before and
+    after."""
+    device = x.device.type
+    model.eval()
     with torch.no_grad(), autocast(device, amp):
         for _ in range(warmup):
             model(x)
@@ -79,7 +88,7 @@ def throughput(name, device, batch_size, runs, warmup, amp):
             model(x)
         synchronize(device)
         elapsed = time.perf_counter() - start
-    return runs * batch_size / elapsed
+    return runs * x.shape[0] / elapsed
 
 
 def gflops(name):
@@ -132,10 +141,7 @@ def peak_memory(name, device, train, batch_size, amp, threads):
     if device == 'cuda':
         model, size = build(name, device)
         x = torch.randn(batch_size, *size, device=device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        _step(model, x, device, train, amp)
-        peak = torch.cuda.max_memory_allocated()
+        peak = cuda_peak_memory(model, x, train, amp)
         del model, x
         torch.cuda.empty_cache()
         return peak
@@ -147,6 +153,27 @@ def peak_memory(name, device, train, batch_size, amp, threads):
         raise RuntimeError(f'memory measurement of {name} failed in its '
                            f'process:\n{child.stderr}')
     return int(child.stdout.split()[-1])
+
+
+def cuda_peak_memory(model, x, train, amp):
+    """``torch.cuda.max_memory_allocated()`` of one test (forward, no grad)
+    or train (forward + backward) step of ``model`` on the CUDA batch
+    ``x``: weights, input and gradients included. The gradients of an
+    earlier step are freed first; cuDNN's autotuning is off for the step
+    (its trial workspaces are no part of the model's need)."""
+    model.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        torch.cuda.reset_peak_memory_stats()
+        _step(model, x, 'cuda', train, amp)
+        peak = torch.cuda.max_memory_allocated()
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+    model.zero_grad(set_to_none=True)
+    return peak
 
 
 def parse_args(argv=None):
