@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The GPU check: LITv2 on a CUDA GPU in one run, written as markdown + JSON.
 
-    python tools/gpu_check.py --out DIR [--parts tests cls compile detector
-        attention profile backbone] [--deadline SECONDS] [--smoke]
+    python tools/gpu_check.py --out DIR [--parts tests cls detector
+        attention profile compile backbone] [--deadline SECONDS] [--smoke]
 
 On a GPU machine without network it runs through ``tools/gpu_kit/run.sh``,
 which installs the wheels that ``make gpu-kit`` prepared (mmcv without its
@@ -21,8 +21,6 @@ and named):
   timed forwards (eval, no grad, synchronised), fp32 and fp16 / bf16
   autocast, test and train memory (``torch.cuda.max_memory_allocated``),
   LITv2-S/M/B/B-384 beside timm's builds of the paper's peers;
-* ``compile``: ``torch.compile``-d classifiers under fp16 autocast,
-  LITv2-S first, then the peers, for at most ``COMPILE_BUDGET_S``;
 * ``detector``: ``tools/fps.py`` for RetinaNet and Mask R-CNN LITv2-S (w2,
   w4) at 800x1280 and Semantic FPN LITv2-S at 512x512, beside mmdet's
   RetinaNet R-50 and Swin-T, fp32 and fp16;
@@ -31,6 +29,8 @@ and named):
 * ``profile``: the precision of each stage under CUDA autocast, the kernels
   of LITv2-S at batch 64 (fp16 inference and training step), and an A/B
   of Hi-Fi's window attention;
+* ``compile``: ``torch.compile``-d classifiers under fp16 autocast,
+  LITv2-S first, then the peers, for at most ``COMPILE_BUDGET_S``;
 * ``backbone``: backbones on one 800x1280 image (``bench_peers.py``).
 
 ``--smoke`` runs every part on the CPU with tiny sizes (``make test`` does,
@@ -87,7 +87,7 @@ SMOKE_DETECTORS = [
     ('Semantic FPN LITv2 toy', 'configs/quickstart/semantic_fpn_litv2_toy.py',
      (64, 64)),
 ]
-PARTS = ('tests', 'cls', 'compile', 'detector', 'attention', 'profile',
+PARTS = ('tests', 'cls', 'detector', 'attention', 'profile', 'compile',
          'backbone')
 # seconds after which the compile part begins no further model
 COMPILE_BUDGET_S = 150
