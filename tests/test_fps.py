@@ -158,3 +158,15 @@ def test_fps_is_timed_images_over_timed_seconds(fps, monkeypatch):
     assert len(steps) == 2 * (3 + 5)
     assert result['fps_per_repeat'] == [4.0, 4.0]
     assert result['fps'] == 4.0 and result['ms_per_image'] == 250.0
+
+
+def test_cudnn_autotuning_follows_the_config(fps, monkeypatch):
+    """cuDNN's benchmark mode is the config's env_cfg.cudnn_benchmark,
+    not what the process had: left on by an earlier benchmark, its trial
+    workspaces once took the peak memory of a RetinaNet to 93 GB."""
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', True)
+    fps.main([RETINANET_TOY, '--shape', '32'] + FEW)
+    assert torch.backends.cudnn.benchmark is False
+    fps.main([RETINANET_TOY, '--shape', '32', '--cfg-options',
+              'env_cfg.cudnn_benchmark=True'] + FEW)
+    assert torch.backends.cudnn.benchmark is True

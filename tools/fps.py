@@ -213,6 +213,11 @@ def init_launcher(cfg, launcher):
 def main(argv=None):
     args = parse_args(argv)
     cfg, task = load_config(args.config, args.cfg_options)
+    # cuDNN's autotuning as the config's runner would set it (mmdet's and
+    # mmseg's configs: off), whatever the process did before; on, its
+    # trial workspaces would count in the peak memory.
+    torch.backends.cudnn.benchmark = bool(
+        (cfg.get('env_cfg') or {}).get('cudnn_benchmark', False))
     rank, world_size = init_launcher(cfg, args.launcher)
     device = args.device
     if device == 'cuda' and world_size > 1:
