@@ -81,6 +81,11 @@ def test_fp32_features_and_gradients_equal_reference(no_tf32, window,
 # Bounds on the per-stage mean relative error against fp32 under CUDA
 # autocast, the CPU tests' (tests/test_mixed_precision.py): each precision's
 # own rounding compounded over 12 (S) or 24 (M, B) blocks, with margin.
+# Measured on an H200 (S/M/B, windows 2 and 4, 800x1280 and 333x517): fp16
+# worst stage 0.0014 (S) / 0.0023 (M) / 0.0020 (B), bf16 0.013 / 0.016 /
+# 0.014, so the bounds sit 2.2-2.5x above; stage 1, whose residual stream
+# CUDA autocast keeps in fp32 (layer_norm is an fp32 op there), shows the
+# smallest error (fp16 0.0006, bf16 0.005).
 BF16_BOUND = dict(s=0.03, m=0.04, b=0.04)
 FP16_BOUND = 0.005
 
@@ -125,15 +130,36 @@ def test_fp16_hifi_beyond_the_sdpa_batch_limit(record_property):
     assert error < 2e-3
     out.float().square().mean().backward()
     assert torch.isfinite(x.grad).all()
-    # whether this torch's kernels still have the limit (not asserted)
+    # Each fused kernel forced in turn (on an H200 with torch 2.11 the
+    # dispatcher picked cuDNN's, which ran a batch of 65536 unchunked):
+    # the layer still computes the fp32 result; whether the kernel itself
+    # takes 65536 is recorded, not asserted (it depends on the version).
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     q = torch.randn(SDPA_MAX_CUDA_BATCH + 1, 2, 4, 32, device='cuda',
                     dtype=torch.float16)
-    try:
-        F.scaled_dot_product_attention(q, q, q)
-        torch.cuda.synchronize()
-        record_property('unchunked_sdpa_65536', 'ran')
-    except RuntimeError as err:
-        record_property('unchunked_sdpa_65536', str(err).splitlines()[0])
+    for backend in (SDPBackend.FLASH_ATTENTION,
+                    SDPBackend.EFFICIENT_ATTENTION,
+                    SDPBackend.CUDNN_ATTENTION):
+        with sdpa_kernel(backend):
+            try:
+                F.scaled_dot_product_attention(q, q, q)
+                torch.cuda.synchronize()
+                unchunked = 'ran'
+            except RuntimeError as err:
+                unchunked = str(err).splitlines()[0][:80]
+            try:
+                with torch.no_grad(), torch.autocast('cuda',
+                                                     dtype=torch.float16):
+                    forced = hilo(x.detach())
+            except RuntimeError as err:  # not built for this GPU / shape
+                if 'No available kernel' not in str(err):
+                    raise
+                record_property(backend.name, 'not available')
+                continue
+        error = mean_relative_error(forced.float(), expected.detach())
+        record_property(f'{backend.name}', dict(unchunked_65536=unchunked,
+                                                layer_error=error))
+        assert error < 2e-3, (backend, error)
 
 
 def test_gradient_checkpointing_under_fp16(record_property):
@@ -162,7 +188,11 @@ def test_gradient_checkpointing_under_fp16(record_property):
     record_property('grad_rel_l2', error)
     record_property('peak_mib', {str(k): v / 2**20 for k, v in peaks.items()})
     assert torch.isfinite(grads[True]).all()
-    assert error < 1e-3
+    # Measured on an H200: 6.9e-4, a couple of fp16 roundings (2**-11 =
+    # 4.9e-4) from kernels whose sums are not ordered (atomic adds); a
+    # block recomputed wrongly (another input, dropout, a skipped block)
+    # moves gradients by O(1), fp16 against fp32 by ~4e-2.
+    assert error < 3e-3
     assert peaks[True] < peaks[False]
 
 
