@@ -1,10 +1,8 @@
 """Bar charts of a ``tools/gpu_check.py`` report: classifier throughput per
 precision and detector / segmentor FPS, in the style of ``plot_peers.py``.
 
-    python benchmarks/plot_gpu.py benchmarks/results_gpu.json [--out DIR]
+    python benchmarks/plot_peers.py benchmarks/results_gpu.json [--out DIR]
 """
-import argparse
-import json
 from pathlib import Path
 
 from benchmarks.plot_peers import bar_chart
@@ -36,19 +34,3 @@ def charts(report: dict, out_dir: Path) -> list:
                     'images / s', note=note))
     return [p for p in written if p]
 
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('report', help='JSON written by tools/gpu_check.py')
-    parser.add_argument('--out', help='folder of the PNGs (default: '
-                        'figures_gpu/ next to the JSON)')
-    args = parser.parse_args()
-    report = json.loads(Path(args.report).read_text())
-    out = (Path(args.out) if args.out
-           else Path(args.report).parent / 'figures_gpu')
-    for path in charts(report, out):
-        print(path)
-
-
-if __name__ == '__main__':
-    main()

@@ -3,12 +3,15 @@ paper's speed figure: one horizontal bar per model, sorted by speed, LITv2
 highlighted, the value written at the end of each bar.
 
     python benchmarks/plot_peers.py benchmarks/results_peers.json [--out DIR]
+    python benchmarks/plot_peers.py benchmarks/results_gpu.json
 
 re-draws every chart of a results file (``bench_peers.py`` draws them itself
-when matplotlib is installed: ``requirements/bench.txt``).
+when matplotlib is installed: ``requirements/bench.txt``), or the charts of
+a ``tools/gpu_check.py`` report (``benchmarks/plot_gpu.py``).
 """
 import argparse
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -85,14 +88,22 @@ def charts_from_results(results: dict, out_dir: Path) -> list:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('results', help='JSON written by bench_peers.py')
+    parser.add_argument('results', help='JSON written by bench_peers.py or '
+                        'tools/gpu_check.py')
     parser.add_argument('--out', help='folder of the PNGs (default: next '
-                        'to the JSON, figures_peers/)')
+                        'to the JSON, figures_peers/ or figures_gpu/)')
     args = parser.parse_args()
     results = json.loads(Path(args.results).read_text())
-    out = (Path(args.out) if args.out else
-           Path(args.results).parent / 'figures_peers')
-    for path in charts_from_results(results, out):
+    gpu_check = 'sections' in results  # tools/gpu_check.py's report
+    out = (Path(args.out) if args.out else Path(args.results).parent
+           / ('figures_gpu' if gpu_check else 'figures_peers'))
+    if gpu_check:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from benchmarks.plot_gpu import charts
+        written = charts(results, out)
+    else:
+        written = charts_from_results(results, out)
+    for path in written:
         print(path)
 
 
