@@ -170,3 +170,23 @@ def test_cudnn_autotuning_follows_the_config(fps, monkeypatch):
     fps.main([RETINANET_TOY, '--shape', '32', '--cfg-options',
               'env_cfg.cudnn_benchmark=True'] + FEW)
     assert torch.backends.cudnn.benchmark is True
+
+
+def test_compile_backbone_and_neck(fps, monkeypatch):
+    """--compile wraps the backbone and the neck with torch.compile after
+    the checkpoint is loaded (dynamo's tracing only here: inductor's C++
+    build would take minutes on a small CPU) and says so."""
+    import functools
+    compiled = []
+    real_compile = torch.compile
+
+    def compile_eager(module, mode=None):
+        compiled.append((type(module).__name__, mode))
+        return functools.partial(real_compile, backend='eager')(module)
+
+    monkeypatch.setattr(torch, 'compile', compile_eager)
+    result = fps.main([RETINANET_TOY, '--shape', '32', '--compile',
+                       'reduce-overhead'] + FEW)
+    assert compiled == [('LITv2', 'reduce-overhead'),
+                        ('FPN', 'reduce-overhead')]
+    assert result['compile'] == 'reduce-overhead' and result['fps'] > 0

@@ -4,8 +4,8 @@ own benchmark measures it (the method behind the paper's FPS column).
 
     python tools/fps.py CONFIG [CHECKPOINT] [--num-images N] [--warmup W]
         [--repeat R] [--shape H [W]] [--device cpu|cuda] [--amp bf16|fp16]
-        [--json FILE] [--cfg-options ...] [--allow-missing PATTERN ...]
-        [--launcher none|pytorch|...]
+        [--compile [MODE]] [--json FILE] [--cfg-options ...]
+        [--allow-missing PATTERN ...] [--launcher none|pytorch|...]
 
 Batch 1; for each image, ``model.test_step`` (data preprocessor, forward and
 post-processing: NMS, masks, rescaling) is timed alone, the device
@@ -31,6 +31,10 @@ CPU with bf16 arithmetic (AVX512-BF16, AMX; refused on others, where it would
 be emulated); ``--amp fp16`` (``--fp16``) on a GPU only, CPUs having no fp16
 arithmetic to speak of. DTM's sampling positions stay in fp32 under both
 (README, mixed precision).
+
+``--compile [MODE]`` runs the backbone and the neck through
+``torch.compile`` (``reduce-overhead``: with CUDA graphs), for the
+launch-bound batch 1 of a fast GPU; the first images compile.
 """
 import argparse
 import itertools
@@ -93,6 +97,12 @@ def parse_args(argv=None):
                         'GPU only)')
     parser.add_argument('--fp16', action='store_const', dest='amp',
                         const='fp16', help='the same as --amp fp16')
+    parser.add_argument(
+        '--compile', nargs='?', const='default', metavar='MODE',
+        choices=['default', 'reduce-overhead', 'max-autotune'],
+        help='torch.compile the backbone and the neck (MODE: default, '
+        'reduce-overhead = CUDA graphs, max-autotune); the warm-up images '
+        'then include the compilation: give enough of them')
     parser.add_argument('--json', help='also write the figures to this file')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
@@ -154,6 +164,18 @@ def test_set_batches(cfg, task):
 def random_batches(task, height, width):
     return (synthetic_batch(task, height, width, index=i)
             for i in itertools.count())
+
+
+def compile_backbone_and_neck(model, mode):
+    """``torch.compile`` the network's backbone and neck in place (after
+    the checkpoint is loaded: compiled modules prefix their keys). At
+    batch 1 on a fast GPU the time goes to launching kernels one by one,
+    which compiling (fused kernels) and CUDA graphs (``reduce-overhead``)
+    cut; heads and post-processing stay eager (data-dependent shapes)."""
+    for name in ('backbone', 'neck'):
+        module = getattr(model, name, None)
+        if module is not None:
+            setattr(model, name, torch.compile(module, mode=mode))
 
 
 def synchronize(device):
@@ -225,6 +247,8 @@ def main(argv=None):
     model = build_inference_model(
         cfg, task, args.checkpoint, device,
         allowed_missing_keys(cfg, args.allow_missing))
+    if args.compile:
+        compile_backbone_and_neck(model, args.compile)
 
     batches = None if args.shape else test_set_batches(cfg, task)
     if batches is None:
@@ -253,7 +277,7 @@ def main(argv=None):
         ms_per_image=1000 / mean, peak_memory_mib=memory,
         peak_memory_kind=memory_kind, device=device,
         device_name=device_name(device), threads=torch.get_num_threads(),
-        amp=args.amp, world_size=world_size)
+        amp=args.amp, compile=args.compile, world_size=world_size)
     if world_size > 1:
         per_rank = [None] * world_size
         torch.distributed.all_gather_object(per_rank, mean)
@@ -265,7 +289,9 @@ def main(argv=None):
           f'x {args.repeat} repeat(s) after {args.warmup} warm-up image(s)')
     print(f'device: {device} ({result["device_name"]}), '
           f'{result["threads"]} threads, '
-          + (f'{args.amp} autocast' if args.amp else 'fp32'))
+          + (f'{args.amp} autocast' if args.amp else 'fp32')
+          + (f', backbone and neck compiled ({args.compile})'
+             if args.compile else ''))
     print(f'time per image: {1000 / mean:.1f} ms')
     print(f'peak memory: {memory:.0f} MiB ({memory_kind})')
     if world_size > 1:
