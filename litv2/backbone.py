@@ -38,18 +38,9 @@ class LITv2Backbone(LITv2Trunk):
                  frozen_stages: int = -1,
                  norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
                  **trunk_kwargs):
-        if isinstance(out_indices, int):
-            out_indices = (out_indices, )
-        out_indices = tuple(out_indices)
         super().__init__(norm_layer=norm_layer, **trunk_kwargs)
         num_stages = self.num_layers
-        for i in out_indices:
-            if not isinstance(i, int) or not 0 <= i < num_stages:
-                raise ValueError(f'out_indices entries must be in [0, '
-                                 f'{num_stages}), got {out_indices}')
-        if len(set(out_indices)) != len(out_indices) or not out_indices:
-            raise ValueError(f'out_indices must be distinct and non-empty, '
-                             f'got {out_indices}')
+        out_indices = check_out_indices(out_indices, num_stages)
         if not isinstance(frozen_stages, int) or not (
                 -1 <= frozen_stages <= num_stages):
             raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
@@ -74,6 +65,14 @@ class LITv2Backbone(LITv2Trunk):
             yield self.layers[i]
             if i in self.out_indices and i > 0:
                 yield getattr(self, f'norm{i}')
+        # What forward never runs (the stages after the last one asked for,
+        # and that stage's DTM) keeps its weights, so that checkpoints load
+        # unchanged, but asks for no gradient: DDP and the optimiser would
+        # otherwise wait for gradients that never come.
+        last = max(self.out_indices)
+        if self.layers[last].downsample is not None:
+            yield self.layers[last].downsample
+        yield from self.layers[last + 1:]
 
     def _freeze_stages(self):
         for module in self._frozen_modules():
@@ -136,14 +135,40 @@ class LITv2Backbone(LITv2Trunk):
         x = self.patch_embed(x)
         outs = []
         last = max(self.out_indices)
-        for i, stage in enumerate(self.layers):
+        # Stop after the last stage asked for, as the classifier does: the
+        # stages after it would only cost time (and without the DTM between
+        # them they would get the previous stage's width).
+        for i, stage in enumerate(self.layers[:last + 1]):
             x = stage(x)
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x) if i > 0 else x
                 outs.append(out.permute(0, 3, 1, 2).contiguous())
-            if stage.downsample is not None and i < last:
+            if i < last:
                 x = stage.downsample(x)
         return tuple(outs)
+
+
+def check_out_indices(out_indices, num_stages: int) -> Tuple[int, ...]:
+    """``out_indices`` as a tuple of distinct stage indices in
+    ``[0, num_stages)``, or ``ValueError`` naming it (also used by the
+    config check of ``litv2_openmmlab``, before anything is built)."""
+    if isinstance(out_indices, int) and not isinstance(out_indices, bool):
+        out_indices = (out_indices, )
+    try:
+        out_indices = tuple(out_indices)
+    except TypeError:
+        raise ValueError(f'out_indices must be a sequence of stage indices, '
+                         f'got {out_indices!r}') from None
+    for i in out_indices:
+        if (not isinstance(i, int) or isinstance(i, bool)
+                or not 0 <= i < num_stages):
+            raise ValueError(f'out_indices entries must be in [0, '
+                             f'{num_stages}) (the stages), got '
+                             f'{out_indices}')
+    if len(set(out_indices)) != len(out_indices) or not out_indices:
+        raise ValueError(f'out_indices must be distinct and non-empty, '
+                         f'got {out_indices}')
+    return out_indices
 
 
 def key_summary(keys: list) -> str:

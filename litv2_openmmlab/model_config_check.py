@@ -11,6 +11,8 @@ the tools call it right after ``--cfg-options`` are merged.
 import inspect
 from typing import List, Optional
 
+from litv2.backbone import check_out_indices
+
 from .backbone import LITv2
 
 
@@ -20,7 +22,7 @@ class ModelConfigError(ValueError):
 
 
 # LITv2's defaults, should its signature not show them (e.g. **kwargs)
-_DEFAULTS = dict(embed_dim=96, out_indices=(0, 1, 2, 3))
+_DEFAULTS = dict(embed_dim=96, depths=(2, 2, 6, 2), out_indices=(0, 1, 2, 3))
 
 
 def _default(name):
@@ -38,10 +40,24 @@ def litv2_output_widths(backbone: dict) -> Optional[List[int]]:
             'LITv2', LITv2, 'mmdet.LITv2', 'mmseg.LITv2'):
         return None
     embed_dim = backbone.get('embed_dim', _default('embed_dim'))
-    out_indices = backbone.get('out_indices', _default('out_indices'))
-    if isinstance(out_indices, int):
-        out_indices = (out_indices, )
+    out_indices = _checked_out_indices(backbone)
     return [embed_dim * 2**i for i in sorted(out_indices)]
+
+
+def _checked_out_indices(backbone: dict) -> tuple:
+    """The backbone's ``out_indices``, checked by the backbone's own check
+    (a stage that does not exist is the backbone's error, reported before
+    any neck is compared with it)."""
+    depths = backbone.get('depths', _default('depths'))
+    try:
+        num_stages = len(depths)
+    except TypeError:
+        num_stages = 4  # the backbone reports a bad depths itself
+    try:
+        return check_out_indices(
+            backbone.get('out_indices', _default('out_indices')), num_stages)
+    except ValueError as err:
+        raise ModelConfigError(f'model.backbone: {err}') from None
 
 
 def _heads_reading_the_backbone(model: dict):
@@ -70,7 +86,7 @@ def check_backbone_widths(model: dict) -> None:
     if widths is None:
         return
     embed_dim = backbone.get('embed_dim', _default('embed_dim'))
-    out_indices = tuple(backbone.get('out_indices', _default('out_indices')))
+    out_indices = _checked_out_indices(backbone)
     source = (f'the LITv2 backbone gives {widths} (model.backbone.embed_dim='
               f'{embed_dim} x 2**i for i in model.backbone.out_indices='
               f'{out_indices})')

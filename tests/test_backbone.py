@@ -1,4 +1,5 @@
 """LITv2 backbone: outputs, freezing, checkpointing, arguments, registries."""
+import itertools
 import warnings
 
 import pytest
@@ -45,6 +46,54 @@ def test_out_indices_select_outputs_and_norms():
         {'norm1', 'norm3'}
     outs = model(torch.randn(1, 3, 64, 64))
     assert [o.shape[1] for o in outs] == [32, 128]
+
+
+ALL_OUT_INDICES = [subset for r in range(1, 5)
+                   for subset in itertools.combinations(range(4), r)]
+
+
+def _check_out_indices(model, subset, size=64):
+    """Forward and backward with ``subset``: the widths and strides asked
+    for, a gradient for every trainable parameter, none asked of what the
+    forward pass does not reach."""
+    outs = model(torch.randn(2, 3, size, size))
+    width = model.embed_dim
+    assert [(o.shape[1], o.shape[2]) for o in outs] == \
+        [(width * 2**i, size // 4 // 2**i) for i in subset], subset
+    sum(o.float().pow(2).mean() for o in outs).backward()
+    last = max(subset)
+    unused = [f'layers.{i}.' for i in range(last + 1, 4)]
+    if last < 3:
+        unused.append(f'layers.{last}.downsample.')
+    for name, p in model.named_parameters():
+        reached = not any(name.startswith(u) for u in unused)
+        assert p.requires_grad == reached, (subset, name)
+        if reached:
+            assert p.grad is not None, (subset, name)
+
+
+@pytest.mark.parametrize('subset', ALL_OUT_INDICES, ids=str)
+def test_every_out_indices_runs_forward_and_backward(subset):
+    # (0, 1, 2), (1, 2) and (0, ) used to run the last stage on the
+    # undownsampled map: "normalized_shape=[768] ... size[1, 14, 14, 384]".
+    model = LITv2(**tiny_kwargs(out_indices=subset)).train()
+    _check_out_indices(model, subset)
+
+
+def test_every_out_indices_of_litv2_s():
+    for subset in ALL_OUT_INDICES:
+        model = LITv2(**LITV2_ARCHS['s'], local_ws=local_windows(2),
+                      out_indices=subset, drop_path_rate=0.0).train()
+        _check_out_indices(model, subset, size=32)
+
+
+def test_backbone_stops_after_the_last_stage_asked_for():
+    model = LITv2(**tiny_kwargs(out_indices=(0, 1))).eval()
+    ran = []
+    for i, stage in enumerate(model.layers):
+        stage.register_forward_hook(lambda *_, i=i: ran.append(i))
+    model(torch.randn(1, 3, 64, 64))
+    assert ran == [0, 1]
 
 
 def test_frozen_stages():

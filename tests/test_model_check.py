@@ -43,6 +43,20 @@ def test_neck_mismatch_names_both_lists_and_the_keys():
     assert 'Set model.neck.in_channels=[128, 256, 512, 1024]' in message
 
 
+def test_out_of_range_out_indices_is_the_backbones_error_first():
+    # Before: the neck check ran first and advised in_channels=[512], the
+    # width of a stage that does not exist.
+    model = Config.fromfile(
+        str(CONFIGS / 'retinanet_litv2_s_w2.py')).model
+    model.backbone.out_indices = (4, )
+    with pytest.raises(ModelConfigError) as err:
+        check_backbone_widths(model)
+    message = str(err.value)
+    assert message.startswith('model.backbone: out_indices entries must be '
+                              'in [0, 4)'), message
+    assert 'neck' not in message and '512' not in message
+
+
 def test_heads_reading_the_backbone_are_checked_without_a_neck():
     model = dict(type='EncoderDecoder',
                  backbone=dict(type='LITv2', embed_dim=32),
