@@ -5,7 +5,7 @@ STAMP := $(VENV)/.env-stamp
 ENV_INPUTS := tools/setup_env.sh pyproject.toml $(wildcard requirements/*.txt)
 
 .PHONY: env lint demo demo-backbone test bench-hilo bench-detector bench bench-cls \
-	bench-amp bench-peers clean-env gpu-kit
+	bench-amp bench-peers clean-env gpu-kit slurm-check
 
 env: $(STAMP)
 
@@ -70,6 +70,11 @@ bench-peers: $(STAMP)
 # OpenMMLab stack (mmcv without ops); there: bash tools/gpu_kit/run.sh.
 gpu-kit:
 	bash tools/gpu_kit/build.sh
+
+# tools/slurm_train.sh / slurm_test.sh on a real single-node Slurm started
+# here (root; installs slurm-wlm and munge if missing; ~3 min on 2 cores).
+slurm-check: $(STAMP)
+	PY=$(abspath $(PY)) bash tools/slurm_check.sh
 
 clean-env:
 	rm -rf $(VENV)

@@ -4,6 +4,7 @@ What a process says when another one is gone is in ``dist_failure.py``."""
 import datetime
 import gc
 import os
+import subprocess
 
 import torch
 from mmengine.config import Config
@@ -14,17 +15,21 @@ def init_distributed_without_gpu(cfg: Config, launcher: str) -> None:
 
     mmengine's own ``init_dist`` binds every process to a CUDA device first,
     which fails without a GPU; once the group exists, the Runner uses it.
-    Only ``--launcher pytorch`` (torchrun, ``tools/dist_*.sh``) is supported
-    here: the slurm and MPI set-ups of mmengine assume GPUs.
+    ``--launcher pytorch`` (torchrun, ``tools/dist_*.sh``) and ``slurm``
+    (``srun``, ``tools/slurm_*.sh``) are supported here; MPI's set-up in
+    mmengine assumes GPUs.
     """
     if (launcher == 'none' or torch.cuda.is_available()
             or torch.distributed.is_initialized()):
         return
-    if launcher != 'pytorch':
+    if launcher == 'slurm':
+        slurm_to_torch_env()
+    elif launcher != 'pytorch':
         raise RuntimeError(
             f'--launcher {launcher} needs GPUs (mmengine binds each process '
             'to a CUDA device); without a GPU, start several processes with '
-            '--launcher pytorch (tools/dist_train.sh, tools/dist_test.sh)')
+            '--launcher pytorch (tools/dist_train.sh, tools/dist_test.sh) '
+            'or slurm (tools/slurm_train.sh, tools/slurm_test.sh)')
     for var in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
         if var not in os.environ:
             raise RuntimeError(
@@ -35,6 +40,26 @@ def init_distributed_without_gpu(cfg: Config, launcher: str) -> None:
     if dist_cfg.get('timeout') is not None:
         dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
     torch.distributed.init_process_group(backend='gloo', **dist_cfg)
+
+
+def slurm_to_torch_env() -> None:
+    """Set torch's rendezvous variables from the ones ``srun`` gives each
+    task: rank and world size from ``SLURM_PROCID`` / ``SLURM_NTASKS``,
+    the first host of ``SLURM_NODELIST`` (``scontrol show hostnames``) as
+    the master, ``MASTER_PORT`` if set, else 29500 (mmengine's choices)."""
+    for var in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'):
+        if var not in os.environ:
+            raise RuntimeError(
+                f'--launcher slurm: environment variable {var} is not set; '
+                'start the tool with srun (tools/slurm_train.sh)')
+    hosts = subprocess.run(
+        ['scontrol', 'show', 'hostnames', os.environ['SLURM_NODELIST']],
+        capture_output=True, text=True, check=True).stdout.split()
+    os.environ['RANK'] = os.environ['SLURM_PROCID']
+    os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+    os.environ['MASTER_ADDR'] = hosts[0]
+    os.environ.setdefault('MASTER_PORT', '29500')
 
 
 def close_distributed() -> None:
