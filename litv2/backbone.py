@@ -6,6 +6,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
+from .checkpoint import check_state_dict_fits
 from .trunk import LITv2Trunk, init_litv2_weights
 
 
@@ -91,43 +92,42 @@ class LITv2Backbone(LITv2Trunk):
         """Load a backbone state dict (see
         :func:`litv2.checkpoint.extract_backbone_state_dict`).
 
-        Raises ``KeyError`` naming ``source`` if a backbone key is missing
-        from ``state``, a key of ``state`` has no place in the backbone, or a
-        shape differs. The only exceptions are the output norms ``norm{i}``:
-        ImageNet checkpoints have none (they start fresh) and they exist only
-        for the stages in ``out_indices`` (others in ``state`` are unused).
-        Returns notes on both, for the caller to log.
+        Raises :class:`~litv2.checkpoint.CheckpointMismatchError` (one line,
+        the check of :func:`litv2.checkpoint.check_state_dict_fits`) naming
+        ``source`` if a backbone key is missing from ``state``, a key of
+        ``state`` has no place in the backbone, or a shape differs. The only
+        exceptions are the output norms ``norm{i}``: ImageNet checkpoints
+        have none (they start fresh) and they exist only for the stages in
+        ``out_indices`` (others in ``state`` are unused). Returns notes on
+        both, for the caller to log.
         """
         own = self.state_dict()
         output_norm = tuple(f'norm{i}.' for i in range(1, self.num_layers))
-        unused = sorted(k for k in state
-                        if k not in own and k.startswith(output_norm))
-        missing = sorted(k for k in own if k not in state)
-        fresh = [k for k in missing if k.startswith(output_norm)]
-        if fresh and any(k.startswith(output_norm) for k in state):
-            fresh = []  # the file has output norms: all of ours must be there
-        missing = [k for k in missing if k not in fresh]
-        unexpected = sorted(k for k in state if k not in own
-                            and k not in unused)
-        mismatched = sorted(f'{k}: file {tuple(state[k].shape)} vs model '
-                            f'{tuple(own[k].shape)}' for k in state
-                            if k in own and state[k].shape != own[k].shape)
-        if missing or unexpected or mismatched:
-            raise KeyError(
-                f'checkpoint {source!r} does not fit this LITv2 '
-                f'(embed_dim={self.embed_dim}, depths={self.depths}, '
-                f'local_ws={self.local_ws}, alpha={self.alpha}): '
-                f'missing keys {missing}, unexpected keys {unexpected}, '
-                f'shape mismatches {mismatched}')
+        file_has_norms = any(k.startswith(output_norm) for k in state)
+
+        def exempt(key):
+            # the file's norms of stages not returned; our norms when the
+            # file has none (ImageNet)
+            return key.startswith(output_norm) and (
+                key not in own or not file_has_norms)
+
+        missing, unused, _ = check_state_dict_fits(
+            state, own, f'checkpoint {source!r}',
+            f'LITv2 backbone weights (embed_dim={self.embed_dim}, depths='
+            f'{self.depths}, local_ws={self.local_ws}, alpha={self.alpha})',
+            'Give the ImageNet, detection or segmentation checkpoint of this '
+            'LITv2 variant (its embed_dim, depths and local_ws), or set '
+            "init_cfg's prefix to where its backbone keys are",
+            exempt=exempt)
         self.load_state_dict({k: v for k, v in state.items() if k in own},
                              strict=False)
         notes = []
         if unused:
             notes.append('output norms of stages not in out_indices: '
-                         f'{key_summary(unused)}')
-        if fresh:
+                         f'{key_summary(sorted(unused))}')
+        if missing:
             notes.append('output norms not in the file, initialised fresh: '
-                         f'{key_summary(fresh)}')
+                         f'{key_summary(sorted(missing))}')
         return notes
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

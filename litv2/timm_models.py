@@ -14,6 +14,8 @@ package is imported. ``pretrained=True`` downloads the reference's release
 ...)`` reads a local copy instead. ``features_only=True`` gives the four stage
 outputs as NCHW maps (strides 4, 8, 16, 32) through ``forward_intermediates``.
 """
+import functools
+
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import (
     build_model_with_cfg,
@@ -21,11 +23,17 @@ from timm.models import (
     register_model,
     register_notrace_function,
     register_notrace_module,
+    resolve_pretrained_cfg,
 )
+from timm.models._hub import download_cached_file
 
 from .archs import LITV2_ARCHS, local_windows
 from .blocks import ConvFFN
-from .checkpoint import unwrap_state_dict
+from .checkpoint import (
+    check_state_dict_fits,
+    read_checkpoint_file,
+    unwrap_state_dict,
+)
 from .classifier import LITv2Classifier
 from .dtm import DeformConv2dWithBias
 from .hilo import window_attention
@@ -97,32 +105,62 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-def checkpoint_filter_fn(state_dict: dict, model=None) -> dict:
-    """The state dict inside a reference checkpoint, checked against
-    ``model``.
+def checkpoint_filter_fn(state_dict: dict, model=None,
+                         source: str = 'the checkpoint') -> dict:
+    """The state dict inside a checkpoint, checked against ``model``.
 
     The released files are ``{'model': {...}}`` (with other training state
     beside it); timm's file loader unwraps ``'model'`` itself, the URL loader
-    does not. ``module.`` prefixes of DataParallel saves are removed
-    (:func:`litv2.checkpoint.unwrap_state_dict`, shared with the detection
-    backbone's loader). Keys are otherwise the classifier's own, so nothing
+    does not. Every layout of :func:`litv2.checkpoint.unwrap_state_dict` is
+    accepted (``module.`` prefixes removed), the same unwrapping as the
+    detection backbone's loader. Keys are the classifier's own, so nothing
     is renamed. timm loads non-strictly when it replaces the head (another
-    ``num_classes``), so every key other than the head's is checked here: a
-    missing or unexpected one raises, naming them.
+    ``num_classes``), so every key other than the head's is checked here,
+    by the check every loader of the project uses
+    (:func:`litv2.checkpoint.check_state_dict_fits`): a file that does not
+    fit raises ``CheckpointMismatchError`` in one line saying what it is.
     """
-    state_dict = unwrap_state_dict(state_dict)
+    state_dict = unwrap_state_dict(state_dict, source)
     if model is not None:
-        own = set(model.state_dict())
-        missing = sorted(k for k in own - set(state_dict)
-                         if not k.startswith('head.'))
-        unexpected = sorted(k for k in set(state_dict) - own
-                            if not k.startswith('head.'))
-        if missing or unexpected:
-            raise KeyError(f'checkpoint does not fit {type(model).__name__} '
-                           f'(embed_dim={model.embed_dim}, depths='
-                           f'{model.depths}): missing keys {missing}, '
-                           f'unexpected keys {unexpected}')
+        check_state_dict_fits(
+            state_dict, model.state_dict(), source,
+            f'an ImageNet classifier {type(model).__name__} (embed_dim='
+            f'{model.embed_dim}, depths={model.depths})',
+            'Give the ImageNet checkpoint of this LITv2 variant (a detection '
+            "or segmentation file initialises the mmdet/mmseg 'LITv2' "
+            "backbone through init_cfg, not timm's classifier)",
+            exempt=lambda key: key.startswith('head.'))
     return state_dict
+
+
+def _read_pretrained_as_data(variant: str, pretrained: bool,
+                             model_args: dict) -> str:
+    """Read the pretrained file (``pretrained_cfg_overlay=dict(file=...)``
+    or the release's URL, cached by timm) with this project's reader
+    (:func:`litv2.checkpoint.read_checkpoint_file`: data only, the
+    reference's training files with their yacs config included) and hand
+    timm the result as ``pretrained_cfg_overlay['state_dict']``; timm then
+    filters and adapts it as usual. timm's own reader would refuse the
+    reference's config object. Returns the source, in words."""
+    if not pretrained:
+        return 'the checkpoint'
+    overlay = dict(model_args.get('pretrained_cfg_overlay') or {})
+    if overlay.get('state_dict') is not None:
+        return 'the state dict of pretrained_cfg_overlay'
+    source = overlay.get('file')
+    if not source:
+        cfg = resolve_pretrained_cfg(
+            variant, pretrained_cfg=model_args.get('pretrained_cfg'),
+            pretrained_cfg_overlay=overlay)
+        if cfg.file:
+            source = cfg.file
+        elif cfg.url and not cfg.hf_hub_id:
+            source = download_cached_file(cfg.url)
+        else:  # another source (HF hub ...): timm reads it
+            return 'the checkpoint'
+    overlay['state_dict'] = read_checkpoint_file(source, 'cpu')
+    model_args['pretrained_cfg_overlay'] = overlay
+    return f'checkpoint {str(source)!r}'
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs):
@@ -131,6 +169,7 @@ def _create(variant: str, pretrained: bool = False, **kwargs):
                       local_ws=local_windows(2),
                       drop_path_rate=spec['drop_path_rate'])
     model_args.update(kwargs)
+    source = _read_pretrained_as_data(variant, pretrained, model_args)
     num_stages = len(model_args['depths'])
     out_indices = model_args.pop('out_indices', tuple(range(num_stages)))
     # features_only: the stage outputs come from forward_intermediates
@@ -138,7 +177,8 @@ def _create(variant: str, pretrained: bool = False, **kwargs):
     # hooks on whole modules could not do.
     return build_model_with_cfg(
         LITv2Classifier, variant, pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
+        pretrained_filter_fn=functools.partial(checkpoint_filter_fn,
+                                               source=source),
         feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
         **model_args)
 

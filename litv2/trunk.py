@@ -3,6 +3,7 @@
 patch embedding, then per stage a stack of blocks followed (except in the
 last stage) by deformable token merging. Plain PyTorch."""
 import math
+import numbers
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -116,6 +117,13 @@ def check_trunk_args(embed_dim, depths, num_heads, local_ws, has_msa, alpha,
         if not isinstance(value, int) or value <= 0:
             raise ValueError(f'{name} must be a positive int, got '
                              f'{value!r}')
+    for name, value in (('alpha', alpha), ('mlp_ratio', mlp_ratio),
+                        ('drop_rate', drop_rate),
+                        ('attn_drop_rate', attn_drop_rate),
+                        ('drop_path_rate', drop_path_rate)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f'{name} must be a number, got {value!r} '
+                             f'({type(value).__name__})')
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f'alpha must be in [0, 1], got {alpha}')
     if mlp_ratio <= 0:

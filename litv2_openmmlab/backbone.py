@@ -152,7 +152,7 @@ class LITv2(LITv2Backbone, BaseModule):
         in ``out_indices``.
         """
         state, dropped = extract_backbone_state_dict(
-            read_checkpoint(filename), prefix)
+            read_checkpoint(filename), prefix, f'checkpoint {filename!r}')
         notes = self.load_backbone_state_dict(state, filename)
         if dropped:
             notes.insert(0, 'classifier keys not used: '

@@ -8,6 +8,7 @@ names neither list. :func:`check_backbone_widths` raises
 :class:`ModelConfigError` naming both lists and the config keys to change;
 the tools call it right after ``--cfg-options`` are merged.
 """
+import ast
 import inspect
 from typing import List, Optional
 
@@ -19,6 +20,35 @@ from .backbone import LITv2
 class ModelConfigError(ValueError):
     """The model config cannot give a working model; the message names the
     keys to change."""
+
+
+class ConfigFileError(ModelConfigError):
+    """The config file cannot be read (a syntax error ...); the message
+    names the file and the line."""
+
+
+def read_config(path: str):
+    """``mmengine.Config.fromfile(path)``, with a syntax error reported as
+    :class:`ConfigFileError` naming the file and line (mmengine names the
+    file ``<unknown>``)."""
+    from mmengine.config import Config
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as err:
+        where, detail = path, err
+        try:  # the config itself, or one of its _base_ files?
+            with open(path, encoding='utf-8') as f:
+                ast.parse(f.read(), filename=path)
+            where = f'{path} (or one of its _base_ files)'
+        except SyntaxError as own:
+            detail = own
+        except OSError:
+            pass
+        text = (detail.text or '').strip()
+        raise ConfigFileError(
+            f'config {where!r}: syntax error'
+            + (f' at line {detail.lineno}' if detail.lineno else '')
+            + f': {detail.msg}' + (f': {text}' if text else '')) from None
 
 
 # LITv2's defaults, should its signature not show them (e.g. **kwargs)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from litv2 import LITV2_ARCHS, LITv2, local_windows
+from litv2.checkpoint import CheckpointMismatchError
 from litv2.testing.reference import build_reference_backbone, randomize_
 from tests.utils import tiny_kwargs
 
@@ -85,10 +86,10 @@ def test_wrong_variant_is_refused_naming_the_file(tmp_path):
     cfg, state = reference_weights('s', 2)
     path = tmp_path / 'litv2_s.pth'
     torch.save(imagenet_checkpoint(state), path)
-    with pytest.raises(KeyError, match='litv2_s.pth') as err:
+    with pytest.raises(CheckpointMismatchError, match='litv2_s.pth') as err:
         pretrained(dict(LITV2_ARCHS['m'], local_ws=(0, 0, 2, 1)), path)
-    assert 'missing keys' in str(err.value)
-    with pytest.raises(KeyError, match='shape mismatches'):
+    assert '240 missing from the file (layers.2.blocks.6.' in str(err.value)
+    with pytest.raises(CheckpointMismatchError, match='of another shape'):
         pretrained(dict(cfg, alpha=0.5), path)
 
 

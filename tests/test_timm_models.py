@@ -12,6 +12,7 @@ import torch
 
 import mmdet_litv2  # noqa: F401,E402  (LITv2 in mmdet's registry)
 from litv2 import LITV2_ARCHS, LITv2Classifier, local_windows
+from litv2.checkpoint import CheckpointMismatchError
 from litv2.flops import count_flops
 from litv2.paper_figures import CLASSIFIERS, RELEASE_URL
 from litv2.testing.reference import build_reference_backbone, randomize_
@@ -166,7 +167,10 @@ def test_released_layout_loads_through_timm_and_matches_reference(tmp_path):
     # a file of another architecture is refused, naming the keys
     torch.save(dict(model=reference_classifier_state(
         dict(arch, embed_dim=8))), tmp_path / 'other.pth')
-    with pytest.raises(RuntimeError, match='size mismatch'):
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"checkpoint '.*other.pth' does not fit the "
+                       r'model: 99 of another shape \(patch_embed.proj.weight'
+                       r': file \(8, 3, 4, 4\) vs model \(16, 3, 4, 4\)'):
         timm.create_model('litv2_s', pretrained=True, **TINY_ARCH,
                           pretrained_cfg_overlay=dict(
                               file=str(tmp_path / 'other.pth')))
@@ -186,8 +190,9 @@ def test_checkpoint_filter_fn_unwraps():
         state.keys()
     state.pop('norm.bias')
     state['norm3.weight'] = state['norm.weight']
-    with pytest.raises(KeyError, match=r"missing keys \['norm.bias'\], "
-                       r"unexpected keys \['norm3.weight'\]"):
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'1 missing from the file \(norm.bias\); 1 not '
+                       r'in the model \(norm3.weight\)'):
         checkpoint_filter_fn(state, model)
 
 

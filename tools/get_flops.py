@@ -17,6 +17,7 @@ the paper's tables, whose counter did not see DTM's deformable convolutions;
 """
 import argparse
 import json
+import sys
 from functools import partial
 
 import torch
@@ -30,6 +31,7 @@ from litv2_openmmlab.apis import (
     load_config,
     synthetic_batch,
 )
+from litv2_openmmlab.model_config_check import ModelConfigError
 
 
 def parse_args(argv=None):
@@ -126,4 +128,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except ModelConfigError as err:
+        sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback

@@ -41,12 +41,14 @@ import numpy as np
 import torch
 from mmengine.config import Config, DictAction
 
+from litv2.checkpoint import check_checkpoint_path
 from litv2_openmmlab.checkpoint import (
     CheckpointError,
     load_state_dict_strictly,
     state_dict_of,
 )
 from litv2_openmmlab.engine.runner import detect_task, setup_task
+from litv2_openmmlab.model_config_check import ModelConfigError, read_config
 
 # the image files of a folder or a glob, as mmdet's DetInferencer lists them
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -151,8 +153,12 @@ def load_checkpoint_strictly(model: torch.nn.Module, checkpoint: dict,
     """Load a checkpoint already read as data into ``model`` with the
     project's strict loader (every tensor of the model, same shapes, nothing
     else; otherwise one error naming the file, counts and first keys)."""
-    load_state_dict_strictly(model, state_dict_of(checkpoint, filename),
-                             source=f'checkpoint {filename!r}')
+    load_state_dict_strictly(
+        model, state_dict_of(checkpoint, filename),
+        source=f'checkpoint {filename!r}',
+        advice='Use the config the checkpoint was trained with: '
+        'tools/infer.py loads every key of the model (tools/test.py '
+        '--allow-missing loads part of a file on purpose)')
 
 
 def _config_metainfo(cfg) -> dict:
@@ -213,6 +219,7 @@ class Outputs:
         self.inferencer = inferencer
         self.task = task
         self.args = args
+        self.undrawn = []  # (path, reason) of images the visualiser failed
         self.vis_dir = osp.join(args.out_dir, 'vis') if (
             args.out_dir and not args.no_save_vis) else None
         self.pred_dir = osp.join(args.out_dir, 'preds') if (
@@ -225,22 +232,16 @@ class Outputs:
             visualizer.dataset_meta = inferencer.model.dataset_meta
 
     def __call__(self, path: str, name: str, pred) -> None:
-        import mmcv
         import mmengine
         args = self.args
         if self.vis_dir is not None or args.show:
-            image = mmcv.imfrombytes(mmengine.fileio.get(path),
-                                     channel_order='rgb')
-            out_file = (osp.join(self.vis_dir, name)
-                        if self.vis_dir is not None else None)
-            drawn, kwargs = pred, dict(with_labels=True)
-            if self.task == 'mmdet':
-                kwargs = dict(pred_score_thr=args.pred_score_thr)
-                drawn = self._best_on_top(pred)
-            self.inferencer.visualizer.add_datasample(
-                name, image, drawn, draw_gt=False, draw_pred=True,
-                show=args.show, wait_time=args.wait_time, out_file=out_file,
-                **kwargs)
+            try:
+                self._draw(path, name, pred)
+            except Exception as err:  # noqa: BLE001  the visualiser's own
+                # (mmseg's fails on a 1x1 image): the others go on
+                self.undrawn.append((path, _reason(err)))
+                print(f'[infer] could not draw {path} ({_reason(err)}); its '
+                      'predictions are written', file=sys.stderr)
         stem = osp.splitext(name)[0]
         if self.task == 'mmdet':
             result = self.inferencer.pred2dict(pred)
@@ -261,6 +262,23 @@ class Outputs:
                           for i, n in zip(index, count)}
                 print(json.dumps(dict(image=path, shape=list(labels.shape),
                                       pixels_per_class=pixels)))
+
+    def _draw(self, path: str, name: str, pred) -> None:
+        import mmcv
+        import mmengine
+        args = self.args
+        image = mmcv.imfrombytes(mmengine.fileio.get(path),
+                                 channel_order='rgb')
+        out_file = (osp.join(self.vis_dir, name)
+                    if self.vis_dir is not None else None)
+        drawn, kwargs = pred, dict(with_labels=True)
+        if self.task == 'mmdet':
+            kwargs = dict(pred_score_thr=args.pred_score_thr)
+            drawn = self._best_on_top(pred)
+        self.inferencer.visualizer.add_datasample(
+            name, image, drawn, draw_gt=False, draw_pred=True,
+            show=args.show, wait_time=args.wait_time, out_file=out_file,
+            **kwargs)
 
     @staticmethod
     def _best_on_top(pred):
@@ -292,7 +310,8 @@ def _reason(err: BaseException) -> str:
 
 def run(inferencer, task, paths, names, args) -> list:
     """Infer every image, ``--batch-size`` at a time, writing its outputs;
-    return ``[(path, reason)]`` of the images that could not be read."""
+    return ``[(path, reason)]`` of the images that could not be read, and
+    of those that could not be drawn."""
     from rich.progress import Progress
     write = Outputs(inferencer, task, args)
     failed = []
@@ -315,7 +334,7 @@ def run(inferencer, task, paths, names, args) -> list:
                 for (path, name), pred in zip(kept, preds):
                     write(path, name, pred)
             progress.advance(bar, len(paths[start:start + args.batch_size]))
-    return failed
+    return failed, write.undrawn
 
 
 def main(argv=None) -> int:
@@ -326,7 +345,11 @@ def main(argv=None) -> int:
         print(f'[infer] {err}', file=sys.stderr)
         return 2
     device = pick_device(args.device)
-    cfg = Config.fromfile(args.config)
+    try:
+        cfg = read_config(args.config)
+    except ModelConfigError as err:
+        print(f'[infer] {type(err).__name__}: {err}', file=sys.stderr)
+        return 2
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     task = detect_task(cfg, args.config)
@@ -334,18 +357,20 @@ def main(argv=None) -> int:
     if args.weights is None:
         print('[infer] no --weights: the model has random weights, its '
               'predictions mean nothing', file=sys.stderr)
-    elif '://' not in args.weights and not osp.isfile(args.weights):
-        print(f'[infer] checkpoint {args.weights!r} not found',
-              file=sys.stderr)
-        return 1
+    else:
+        try:
+            check_checkpoint_path(args.weights)
+        except OSError as err:
+            print(f'[infer] {err}', file=sys.stderr)
+            return 1
     try:
         inferencer = build_inferencer(task, cfg, args.weights, device)
-    except CheckpointError as err:
+    except (CheckpointError, ModelConfigError) as err:
         print(f'[infer] {type(err).__name__}: {err}', file=sys.stderr)
         return 1
 
     names = output_names(paths)
-    failed = run(inferencer, task, paths, names, args)
+    failed, undrawn = run(inferencer, task, paths, names, args)
 
     done = len(paths) - len(failed)
     print(f'[infer] {done} of {len(paths)} images on {device} ({task}, '
@@ -354,12 +379,15 @@ def main(argv=None) -> int:
         print(f'[infer] drawn images: {osp.join(args.out_dir, "vis")}/')
     if args.out_dir and not args.no_save_pred:
         print(f'[infer] predictions: {osp.join(args.out_dir, "preds")}/')
+    if undrawn:
+        print(f'[infer] FAILED: {len(undrawn)} of {len(paths)} images could '
+              'not be drawn: ' + ', '.join(p for p, _ in undrawn),
+              file=sys.stderr)
     if failed:
         print(f'[infer] FAILED: {len(failed)} of {len(paths)} images could '
               'not be read: ' + ', '.join(p for p, _ in failed),
               file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed or undrawn else 0
 
 
 if __name__ == '__main__':

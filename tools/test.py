@@ -9,7 +9,8 @@ interface as mmdet's / mmseg's ``tools/test.py``.
 
 The checkpoint is loaded strictly (litv2_openmmlab.checkpoint.strict_load): a
 key missing from it, a key the model lacks or a tensor of another shape stops
-the tool before anything is evaluated, unless ``--allow-missing`` names it.
+the tool before anything is evaluated, unless ``--allow-missing`` names it;
+weights that are not finite stop it too (``FiniteWeightsHook``).
 
 Several processes: ``tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES``.
 """
@@ -18,14 +19,17 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
+from litv2.checkpoint import check_checkpoint_path
 from litv2_openmmlab.checkpoint import (
     CheckpointError,
     allowed_missing_keys,
     use_strict_loading,
 )
+from litv2_openmmlab.engine.hooks import NonFiniteWeightsError
 from litv2_openmmlab.engine.runner import (
+    DatasetError,
     DatasetNamingRunner,
     adapt_to_device,
     close_distributed,
@@ -38,6 +42,7 @@ from litv2_openmmlab.engine.runner import (
 from litv2_openmmlab.model_config_check import (
     ModelConfigError,
     check_backbone_widths,
+    read_config,
 )
 
 
@@ -109,9 +114,8 @@ def trigger_visualization_hook(cfg, args, task):
 
 def main(argv=None):
     args = parse_args(argv)
-    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} not found')
-    cfg = Config.fromfile(args.config)
+    check_checkpoint_path(args.checkpoint)
+    cfg = read_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -125,6 +129,11 @@ def main(argv=None):
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    # NaN / inf weights stop the tool instead of giving "empty" results
+    hooks = cfg.get('custom_hooks') or []
+    if 'FiniteWeightsHook' not in {hook.get('type') for hook in hooks}:
+        hooks.append(dict(type='FiniteWeightsHook'))
+    cfg.custom_hooks = hooks
 
     if args.show or args.show_dir:
         trigger_visualization_hook(cfg, args, task)
@@ -157,6 +166,7 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except (CheckpointError, ModelConfigError) as err:
+    except (CheckpointError, ModelConfigError, NonFiniteWeightsError,
+            DatasetError, FileNotFoundError, IsADirectoryError) as err:
         sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback
     free_finished_run()

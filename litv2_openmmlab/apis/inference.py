@@ -14,7 +14,7 @@ from mmengine.registry import DefaultScope
 
 from ..checkpoint.strict_load import load_checkpoint_strictly
 from ..engine.runner.task import detect_task, setup_task
-from ..model_config_check import check_backbone_widths
+from ..model_config_check import check_backbone_widths, read_config
 
 # Network input of the paper's tables: detection 1280x800 (W x H) after the
 # resize, ADE20K 512x512.
@@ -26,7 +26,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None):
     with the task's plugin imported; the backbone's output widths checked
     against the neck
     (:func:`~litv2_openmmlab.model_config_check.check_backbone_widths`)."""
-    cfg = Config.fromfile(path)
+    cfg = read_config(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     task = detect_task(cfg, path)

@@ -1,11 +1,13 @@
 """Checkpoints for the OpenMMLab side: read as data only (``weights_only``
 with an allow-list), loaded into a whole model strictly, written atomically.
 
-* ``weights_only.py`` - :func:`load_from_file_weights_only`, the one reader
-  of checkpoint files, and :func:`use_safe_checkpoint_loader`, which makes
-  mmengine's ``CheckpointLoader`` use it;
-* ``allowed_types.py`` - the mmengine / numpy types of runner checkpoints on
-  ``torch.load``'s allow-list;
+* ``weights_only.py`` - every scheme of mmengine's ``CheckpointLoader``
+  (local, URLs, ``torchvision://``, ``open-mmlab://``, ``pavi://``,
+  ``s3://`` ...) read by the one reader of checkpoint files,
+  :func:`litv2.checkpoint.read_checkpoint_file`, and
+  :func:`use_safe_checkpoint_loader`, which registers them;
+* ``allowed_types.py`` - the mmengine types of runner checkpoints for that
+  reader (and for ``torch.load``'s allow-list);
 * ``pretrained.py`` - :func:`read_checkpoint`, the backbone's reader of
   pretrained files and URLs;
 * ``strict_load.py`` - loading a whole model strictly (the tools'
@@ -18,6 +20,7 @@ Importing this package registers nothing and changes no loader.
 from .allowed_types import (
     allow_mmengine_checkpoint_types,
     mmengine_checkpoint_types,
+    mmengine_extra_globals,
 )
 from .pretrained import read_checkpoint
 from .strict_load import (
@@ -29,6 +32,7 @@ from .strict_load import (
     use_strict_loading,
 )
 from .weights_only import (
+    SCHEME_LOADERS,
     CheckpointError,
     CorruptCheckpointError,
     UnsafeCheckpointError,
@@ -38,6 +42,7 @@ from .weights_only import (
 
 __all__ = [
     'allow_mmengine_checkpoint_types', 'mmengine_checkpoint_types',
+    'mmengine_extra_globals', 'SCHEME_LOADERS',
     'read_checkpoint', 'CheckpointMismatchError', 'allowed_missing_keys',
     'load_checkpoint_strictly', 'load_state_dict_strictly', 'state_dict_of',
     'use_strict_loading', 'CheckpointError', 'CorruptCheckpointError',

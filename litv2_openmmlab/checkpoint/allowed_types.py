@@ -1,4 +1,10 @@
-"""Let torch >= 2.6 read mmengine's own checkpoints with ``weights_only=True``.
+"""The mmengine types of runner checkpoints: for this project's reader
+(:func:`mmengine_extra_globals`, used by every scheme of ``weights_only.py``)
+and, for code that calls ``torch.load`` itself, on torch's own allow-list
+(:func:`allow_mmengine_checkpoint_types`).
+
+Why torch >= 2.6 needs them to read mmengine's checkpoints with
+``weights_only=True``:
 
 torch 2.6 made ``torch.load(..., weights_only=True)`` the default. mmengine
 0.10.7 calls ``torch.load`` without the argument, and the checkpoints that its
@@ -69,6 +75,21 @@ def mmengine_checkpoint_types() -> list:
         type(np.dtype(np.int64)),
         (_history_buffer_method, 'builtins.getattr'),
     ]
+
+
+def mmengine_extra_globals() -> dict:
+    """The mmengine names of runner checkpoints for the reader of
+    :func:`litv2.checkpoint.read_checkpoint_file` (which knows numpy and
+    would read a ``HistoryBuffer`` as an inert record): the real
+    ``HistoryBuffer``, so that ``--resume`` restores the message hub, and
+    ``builtins.getattr`` limited to its statistics methods."""
+    from mmengine.logging import HistoryBuffer
+    HistoryBuffer()  # registers the default statistics methods
+    return {
+        f'{HistoryBuffer.__module__}.{HistoryBuffer.__qualname__}':
+        HistoryBuffer,
+        'builtins.getattr': _history_buffer_method,
+    }
 
 
 def allow_mmengine_checkpoint_types() -> None:

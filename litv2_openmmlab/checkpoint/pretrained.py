@@ -1,46 +1,27 @@
 """Reading checkpoint files for the OpenMMLab backbone: mmengine's
-``CheckpointLoader`` (local paths, URLs, ``open-mmlab://`` ...) with the
-``weights_only`` allow-list of :mod:`.weights_only`."""
-import argparse
-import contextlib
-
-import torch
+``CheckpointLoader`` (local paths, URLs, ``open-mmlab://`` ... every scheme)
+with the loaders of :mod:`.weights_only`, which read them as data."""
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from .weights_only import (
-    CheckpointError,
-    use_safe_checkpoint_loader,
-)
-
-
-def _allow_timm_train_args():
-    """timm's ``train.py`` saves its command line (an ``argparse.Namespace``
-    of plain values) as ``'args'`` beside ``'state_dict'``; allow that one
-    class while reading, as timm's own loader does, so those ImageNet
-    checkpoints load with ``weights_only=True``. (Not process-wide: torch's
-    ``safe_globals`` context of timm's loader removes the class on exit.)"""
-    serialization = torch.serialization
-    if (not hasattr(serialization, 'safe_globals')
-            or argparse.Namespace in serialization.get_safe_globals()):
-        return contextlib.nullcontext()
-    return serialization.safe_globals([argparse.Namespace])
+from .weights_only import CheckpointError, use_safe_checkpoint_loader
 
 
 def read_checkpoint(filename: str) -> dict:
-    """Load a checkpoint file or URL on CPU as data only (``weights_only``
-    with an allow-list, see weights_only.py), naming the
-    file on failure."""
+    """Load a checkpoint file or URL on CPU as data only (see
+    weights_only.py), naming the file on failure: ``FileNotFoundError``,
+    ``IsADirectoryError`` or a :class:`CheckpointError`, each one line."""
     use_safe_checkpoint_loader()
     try:
-        with _allow_timm_train_args():
-            checkpoint = CheckpointLoader.load_checkpoint(filename,
-                                                          map_location='cpu')
-    except (FileNotFoundError, CheckpointError):
+        checkpoint = CheckpointLoader.load_checkpoint(filename,
+                                                      map_location='cpu')
+    except (OSError, CheckpointError):
         raise  # their messages name the file
     except Exception as err:  # torch raises many types; name the file.
-        raise RuntimeError(
-            f'could not read checkpoint {filename!r}: {err}') from err
+        raise CheckpointError(
+            f'could not read checkpoint {filename!r}: '
+            f'{type(err).__name__}: {err}') from err
     if not isinstance(checkpoint, dict):
-        raise RuntimeError(f'checkpoint {filename!r} holds a '
-                           f'{type(checkpoint).__name__}, not a state dict')
+        raise CheckpointError(f'checkpoint {filename!r} holds a '
+                              f'{type(checkpoint).__name__}, not a state '
+                              'dict')
     return checkpoint

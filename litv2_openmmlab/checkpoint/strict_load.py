@@ -23,58 +23,49 @@ patterns that need not match (``fnmatch`` globs such as ``'bbox_head.*'``):
 Every key left out that way is counted in one log line.
 :func:`use_strict_loading` makes a ``Runner`` load that way.
 """
-import fnmatch
 import logging
 import re
 import types
 from collections import OrderedDict
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, Optional, Sequence, Tuple
 
 import torch
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from .weights_only import CheckpointError
+from litv2.checkpoint import (
+    CheckpointMismatchError,
+    _first,
+    _matches,
+    check_state_dict_fits,
+    unwrap_state_dict,
+)
+
+from .weights_only import use_safe_checkpoint_loader
 
 # mmengine's default: checkpoints of a DDP-wrapped model
 DEFAULT_REVISE_KEYS = ((r'^module\.', ''), )
-# keys of each kind named in the message
-SHOWN_KEYS = 3
 
+__all__ = [
+    'CheckpointMismatchError', 'DEFAULT_REVISE_KEYS', 'state_dict_of',
+    'load_state_dict_strictly', 'load_checkpoint_strictly',
+    'use_strict_loading', 'allowed_missing_keys'
+]
 
-class CheckpointMismatchError(CheckpointError):
-    """The checkpoint's tensors do not fit the model (missing, unexpected or
-    differently shaped keys); nothing should be evaluated with it."""
-
-    def __init__(self, message: str, missing=(), unexpected=(), shapes=()):
-        super().__init__(message)
-        self.missing = list(missing)
-        self.unexpected = list(unexpected)
-        self.shapes = list(shapes)  # (key, shape in file, shape in model)
-
-
-def _matches(key: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
-
-
-def _first(keys: List[str], n: int = SHOWN_KEYS) -> str:
-    shown = ', '.join(keys[:n])
-    return shown + (', ...' if len(keys) > n else '')
+# What to do when a whole model's checkpoint does not fit
+_ADVICE = ('Use the config the checkpoint was trained with; to leave keys '
+           'out on purpose (another head, a backbone-only file) allow them: '
+           "--allow-missing 'PATTERN' (fnmatch, e.g. bbox_head.*) or "
+           'load_from_allow_missing=[...] in the config')
 
 
 def state_dict_of(checkpoint, filename) -> 'OrderedDict[str, torch.Tensor]':
-    """The state dict of a checkpoint read as data (``{'state_dict': ...}``
-    or bare), or :class:`CheckpointError` naming ``filename``."""
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(
-            f'checkpoint {filename!r} holds a {type(checkpoint).__name__}, '
-            'not a state dict')
-    state = checkpoint.get('state_dict', checkpoint)
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {filename!r}: its 'state_dict' "
-                              f'is a {type(state).__name__}, not a dict')
-    return state
+    """The state dict of a checkpoint read as data, in any layout of
+    :func:`litv2.checkpoint.unwrap_state_dict` (``state_dict``, ``model``,
+    bare), or :class:`~litv2.checkpoint.CheckpointError` naming
+    ``filename``."""
+    return unwrap_state_dict(checkpoint, f'checkpoint {str(filename)!r}')
 
 
 def load_state_dict_strictly(
@@ -83,11 +74,13 @@ def load_state_dict_strictly(
         source: str = 'the state dict',
         allow_missing: Iterable[str] = (),
         revise_keys: Sequence[Tuple[str, str]] = DEFAULT_REVISE_KEYS,
-        logger: Optional[str] = 'current') -> None:
+        logger: Optional[str] = 'current',
+        advice: Optional[str] = None) -> None:
     """Load ``state_dict`` into ``model`` (a model wrapper: into its
     ``module``); raise :class:`CheckpointMismatchError` naming ``source``
     unless every key matches in name and shape, ``allow_missing`` aside (see
-    the module's docstring). The check is done before anything is copied:
+    the module's docstring); ``advice`` replaces the message's advice (a
+    tool with other options). The check is done before anything is copied:
     on error the model is unchanged."""
     if is_model_wrapper(model):
         model = model.module
@@ -98,38 +91,10 @@ def load_state_dict_strictly(
             (re.sub(pattern, replacement, k), v)
             for k, v in state_dict.items())
     own = model.state_dict()
-
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    shapes = [(k, tuple(state_dict[k].shape), tuple(own[k].shape))
-              for k in own if k in state_dict
-              and isinstance(state_dict[k], torch.Tensor)
-              and state_dict[k].shape != own[k].shape]
-
-    bad_missing = [k for k in missing if not _matches(k, allow)]
-    bad_unexpected = [k for k in unexpected if not _matches(k, allow)]
-    bad_shapes = [s for s in shapes if not _matches(s[0], allow)]
-    if bad_missing or bad_unexpected or bad_shapes:
-        parts = []
-        if bad_missing:
-            parts.append(f'{len(bad_missing)} missing from the file '
-                         f'({_first(bad_missing)})')
-        if bad_unexpected:
-            parts.append(f'{len(bad_unexpected)} not in the model '
-                         f'({_first(bad_unexpected)})')
-        if bad_shapes:
-            shown = ', '.join(f'{k}: file {tuple(f)} vs model {tuple(m)}'
-                              for k, f, m in bad_shapes[:SHOWN_KEYS])
-            more = ', ...' if len(bad_shapes) > SHOWN_KEYS else ''
-            parts.append(f'{len(bad_shapes)} of another shape '
-                         f'({shown}{more})')
-        raise CheckpointMismatchError(
-            f'{source} does not fit the model: '
-            + '; '.join(parts) + '. Use the config the checkpoint was '
-            'trained with; to leave keys out on purpose (another head, a '
-            "backbone-only file) allow them: --allow-missing 'PATTERN' "
-            '(fnmatch, e.g. bbox_head.*) or load_from_allow_missing=[...] '
-            'in the config', bad_missing, bad_unexpected, bad_shapes)
+    missing, unexpected, shapes = check_state_dict_fits(
+        state_dict, own, source,
+        f'the whole {type(model).__name__} (its {len(own)} keys)',
+        advice if advice is not None else _ADVICE, allow)
 
     skipped = set(unexpected) | {k for k, _, _ in shapes}
     to_load = OrderedDict(
@@ -174,6 +139,7 @@ def load_checkpoint_strictly(
     ``allow_missing``; ``FileNotFoundError`` / other
     :class:`~.weights_only.CheckpointError` for a file that cannot be read.
     """
+    use_safe_checkpoint_loader()
     checkpoint = _load_checkpoint(filename, map_location=map_location)
     load_state_dict_strictly(model, state_dict_of(checkpoint, filename),
                              f'checkpoint {str(filename)!r}', allow_missing,
@@ -186,6 +152,7 @@ def _strict_runner_load(self, filename, map_location='cpu', strict=True,
     """``Runner.load_checkpoint`` (``load_from``, ``resume``) with the checks
     of :func:`load_state_dict_strictly`; ``strict`` is ignored. Resuming
     allows no missing key: the run is continued with its own checkpoint."""
+    use_safe_checkpoint_loader()
     checkpoint = _load_checkpoint(filename, map_location=map_location)
     self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
     allow = () if self._resume else self._litv2_allow_missing

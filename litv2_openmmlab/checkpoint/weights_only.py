@@ -1,93 +1,71 @@
-"""Reading checkpoint files as data, never as code.
+"""Every checkpoint scheme of mmengine read as data, never as code.
 
-A ``.pth`` file is a pickle: loaded with ``weights_only=False`` it can call any
-function it names (``os.system``...).
-:func:`load_from_file_weights_only` is the one function through which this
-project reads checkpoints: it always loads with ``weights_only=True`` and
-the allow-list of :mod:`.allowed_types` (tensors, plain containers, the
-few mmengine/numpy types that Runner checkpoints hold), and turns torch's
-long messages into one line naming the file:
+A ``.pth`` file is a pickle: mmengine 0.10.7's loaders call ``torch.load``
+without ``weights_only`` and its URL schemes go through
+``torch.hub.load_state_dict_from_url`` (``weights_only=False``), so a file
+could call any function it names (``os.system``...). Here every scheme that
+mmengine's ``CheckpointLoader`` knows is registered again with a loader
+that finds the file the way mmengine does (URL tables, torch's hub cache,
+``MMENGINE_HOME``, pavi, petrel) and reads it with the one reader of
+:func:`litv2.checkpoint.read_checkpoint_file` (tensors, plain data, numpy,
+config objects as plain dicts, plus mmengine's ``HistoryBuffer`` from
+:mod:`.allowed_types`):
 
 * :class:`UnsafeCheckpointError` - the pickle names a function or class
-  outside the allow-list; nothing of it ran;
-* :class:`CorruptCheckpointError` - truncated, empty, or not a torch file.
+  outside the list; nothing of it ran;
+* :class:`CorruptCheckpointError` - truncated, empty, or not a checkpoint.
 
-:func:`use_safe_checkpoint_loader` registers it as mmengine's
-``CheckpointLoader`` scheme for local paths and ``http(s)://`` URLs, so that
-``Runner.load_checkpoint`` / ``--resume`` / ``tools/test.py`` /
-``init_cfg=dict(type='Pretrained')`` / ``LITv2.load_pretrained`` all use it.
+:func:`use_safe_checkpoint_loader` makes the registrations (the plugins do
+on import), so ``Runner.load_checkpoint`` / ``load_from`` / ``--resume`` /
+``tools/test.py`` / ``init_cfg=dict(type='Pretrained')`` of any backbone /
+``LITv2.load_pretrained`` all use it. A scheme that mmengine knows and this
+module does not (:data:`SCHEME_LOADERS`) is refused.
 """
+import io
 import os
 import os.path as osp
-import pickle
-import re
+from tempfile import TemporaryDirectory
 from urllib.parse import urlparse
 
 import torch
 from mmengine.dist import barrier, get_dist_info
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from .allowed_types import allow_mmengine_checkpoint_types
+from litv2.checkpoint import (
+    CheckpointError,
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+    read_checkpoint_file,
+)
 
-# torch's message names the refused global as "GLOBAL module.name"
-_GLOBAL = re.compile(r'GLOBAL ([\w.]+)')
+from .allowed_types import mmengine_extra_globals
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file cannot be used; the message names the file."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """The file's pickle would call something that is not plain data."""
-
-
-class CorruptCheckpointError(CheckpointError):
-    """The file is truncated, empty or not a torch checkpoint."""
+__all__ = [
+    'CheckpointError', 'CorruptCheckpointError', 'UnsafeCheckpointError',
+    'load_from_file_weights_only', 'load_from_url_weights_only',
+    'use_safe_checkpoint_loader', 'SCHEME_LOADERS'
+]
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+def _read(source, map_location, name=None):
+    return read_checkpoint_file(source, map_location,
+                                extra_globals=mmengine_extra_globals(),
+                                name=name)
 
 
 def load_from_file_weights_only(filename, map_location=None):
-    """``torch.load(filename, weights_only=True)`` with the mmengine
-    allow-list (named ``load_from_*`` for the log line of mmengine's
-    ``CheckpointLoader``: "Loads checkpoint by file_weights_only backend");
-    raises ``FileNotFoundError`` or a :class:`CheckpointError`
-    whose one-line message names the file."""
-    filename = osp.expanduser(str(filename))
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename!r} not found')
-    allow_mmengine_checkpoint_types()
-    try:
-        return torch.load(filename, map_location=map_location,
-                          weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = _GLOBAL.search(str(err))
-        if found is None:  # e.g. a raw pickle with opcodes torch refuses
-            raise CorruptCheckpointError(
-                f'checkpoint {filename!r} is not a torch checkpoint of '
-                f'tensors and plain data ({_first_line(err)})') from None
-        raise UnsafeCheckpointError(
-            f'checkpoint {filename!r} refused: its pickle asks for '
-            f'{found.group(1)}, which is not on the allow-list of data types '
-            '(tensors, containers, the mmengine types of '
-            'litv2_openmmlab/checkpoint/allowed_types.py); nothing in it was '
-            'run. Only '
-            'if you trust its source, re-save its tensors with '
-            'torch.save(state_dict, ...) in a separate process.') from None
-    except (RuntimeError, EOFError, ValueError, KeyError, OSError) as err:
-        # torch raises these for truncated zips, empty and foreign files
-        raise CorruptCheckpointError(
-            f'checkpoint {filename!r} is truncated or not a torch checkpoint '
-            f'({type(err).__name__}: {_first_line(err)})') from None
+    """A local checkpoint read as data (named ``load_from_*`` for the log
+    line of mmengine's ``CheckpointLoader``); ``FileNotFoundError``,
+    ``IsADirectoryError`` or a :class:`CheckpointError` whose one-line
+    message names the file."""
+    return _read(str(filename), map_location)
 
 
-def load_from_url_weights_only(url, map_location=None):
-    """Download ``url`` once into torch's hub cache (``TORCH_HOME``; rank 0
-    first in a distributed run), then :func:`load_from_file_weights_only`."""
-    cache_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
+def load_from_url_weights_only(url, map_location=None, model_dir=None):
+    """Download ``url`` once into torch's hub cache
+    (``$TORCH_HOME/hub/checkpoints``, where torch.hub and mmengine keep
+    it; rank 0 first in a distributed run), then read it as data."""
+    cache_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
     cached = osp.join(cache_dir, osp.basename(urlparse(url).path))
     rank, world_size = get_dist_info()
     if rank == 0 and not osp.isfile(cached):
@@ -95,15 +73,116 @@ def load_from_url_weights_only(url, map_location=None):
         torch.hub.download_url_to_file(url, cached)  # writes via a temp file
     if world_size > 1:
         barrier()
-    return load_from_file_weights_only(cached, map_location)
+    return _read(cached, map_location, name=f'{url} (cached as {cached})')
+
+
+def _model_url(table: dict, scheme: str, model_name: str) -> str:
+    if model_name not in table:
+        raise CheckpointError(
+            f'checkpoint {scheme}{model_name!r}: mmengine knows no model '
+            f'{model_name!r} under {scheme} (e.g. '
+            f'{", ".join(sorted(table)[:3])})')
+    return table[model_name]
+
+
+def load_from_torchvision_weights_only(filename, map_location=None):
+    """``torchvision://NAME`` / ``modelzoo://NAME``: torchvision's URL of
+    NAME (mmengine's table), read as data."""
+    from mmengine.runner.checkpoint import get_torchvision_models
+    scheme, model_name = filename.split('://', 1)
+    url = _model_url(get_torchvision_models(), f'{scheme}://', model_name)
+    return load_from_url_weights_only(url, map_location)
+
+
+def load_from_openmmlab_weights_only(filename, map_location=None):
+    """``open-mmlab://NAME`` / ``openmmlab://NAME``: mmengine's table
+    (with ``$MMENGINE_HOME/open_mmlab.json`` and the deprecated names), a
+    URL or a file under ``MMENGINE_HOME``, read as data."""
+    from mmengine.runner.checkpoint import (
+        _get_mmengine_home,
+        get_deprecated_model_names,
+        get_external_models,
+    )
+    scheme, model_name = filename.split('://', 1)
+    model_name = get_deprecated_model_names().get(model_name, model_name)
+    url = _model_url(get_external_models(), f'{scheme}://', model_name)
+    if url.startswith(('http://', 'https://')):
+        return load_from_url_weights_only(url, map_location)
+    return _read(osp.join(_get_mmengine_home(), url), map_location,
+                 name=f'{filename} ({osp.join(_get_mmengine_home(), url)})')
+
+
+def load_from_mmcls_weights_only(filename, map_location=None):
+    """``mmcls://NAME``: mmengine's table, read as data, then mmengine's
+    selection of the ``backbone.`` keys."""
+    from mmengine.runner.checkpoint import (
+        _process_mmcls_checkpoint,
+        get_mmcls_models,
+    )
+    model_name = filename[len('mmcls://'):]
+    url = _model_url(get_mmcls_models(), 'mmcls://', model_name)
+    return _process_mmcls_checkpoint(
+        load_from_url_weights_only(url, map_location))
+
+
+def load_from_pavi_weights_only(filename, map_location=None):
+    """``pavi://PATH``: downloaded by pavi's model cloud, read as data."""
+    try:
+        from pavi import modelcloud
+    except ImportError:
+        raise ImportError('Please install pavi to load checkpoint from '
+                          f'modelcloud ({filename})') from None
+    model = modelcloud.get(filename[len('pavi://'):])
+    with TemporaryDirectory() as tmp_dir:
+        downloaded = osp.join(tmp_dir, model.name)
+        model.download(downloaded)
+        return _read(downloaded, map_location, name=filename)
+
+
+def load_from_ceph_weights_only(filename, map_location=None,
+                                backend='petrel'):
+    """``s3://`` / ``petrel://`` (optionally ``CLUSTER:s3://``): the bytes
+    from mmengine's petrel file backend, read as data."""
+    from mmengine.fileio import get_file_backend
+    file_backend = get_file_backend(filename,
+                                    backend_args={'backend': backend})
+    with io.BytesIO(file_backend.get(filename)) as buffer:
+        return _read(buffer, map_location, name=filename)
+
+
+def _refuse_unknown_scheme(filename, map_location=None):
+    raise CheckpointError(
+        f'checkpoint {filename!r}: its scheme is registered in mmengine but '
+        'not known to litv2_openmmlab as read safely '
+        '(litv2_openmmlab/checkpoint/weights_only.py), so it is refused; '
+        'download the file and give its local path')
+
+
+# Every prefix that mmengine 0.10.7's CheckpointLoader registers, with the
+# loader that reads it as data (tests/test_checkpoint_schemes.py compares
+# this with mmengine's own registrations).
+SCHEME_LOADERS = {
+    '': load_from_file_weights_only,
+    'http://': load_from_url_weights_only,
+    'https://': load_from_url_weights_only,
+    'torchvision://': load_from_torchvision_weights_only,
+    'modelzoo://': load_from_torchvision_weights_only,
+    'open-mmlab://': load_from_openmmlab_weights_only,
+    'openmmlab://': load_from_openmmlab_weights_only,
+    'mmcls://': load_from_mmcls_weights_only,
+    'pavi://': load_from_pavi_weights_only,
+    r'(\S+\:)?s3://': load_from_ceph_weights_only,
+    r'(\S+\:)?petrel://': load_from_ceph_weights_only,
+}
 
 
 def use_safe_checkpoint_loader() -> None:
-    """Make mmengine's ``CheckpointLoader`` read local files and
-    ``http(s)://`` URLs with :func:`load_from_file_weights_only` (process-wide;
-    idempotent). mmengine's own loaders call ``torch.load`` without
-    ``weights_only`` (its URL loader with ``weights_only=False``)."""
-    CheckpointLoader.register_scheme('', load_from_file_weights_only,
-                                     force=True)
-    CheckpointLoader.register_scheme(('http://', 'https://'),
-                                     load_from_url_weights_only, force=True)
+    """Register :data:`SCHEME_LOADERS` in mmengine's ``CheckpointLoader``
+    (process-wide; idempotent), and a refusal for any other scheme it has
+    (one registered after this call is not covered: call it again)."""
+    for prefix in list(CheckpointLoader._schemes):
+        if prefix not in SCHEME_LOADERS:
+            CheckpointLoader.register_scheme(prefix, _refuse_unknown_scheme,
+                                             force=True)
+    for prefix, loader in SCHEME_LOADERS.items():
+        CheckpointLoader.register_scheme(prefix, loader, force=True)
