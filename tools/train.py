@@ -18,11 +18,14 @@ saved in them (exact ``--resume``), and a NaN/inf loss stops the run
 (litv2_openmmlab.checkpoint.strict_load); a partial
 ``load_from`` (another head, a backbone-only file) needs ``--allow-missing``
 or ``load_from_allow_missing`` in the config.
+One run per work directory (a lock, released when the process ends); SIGTERM
+and SIGINT end the run with one line naming the last checkpoint.
 """
 import argparse
 import logging
 import os
 import os.path as osp
+import signal
 import sys
 
 import torch
@@ -34,9 +37,17 @@ from litv2_openmmlab.checkpoint import (
     allowed_missing_keys,
     use_strict_loading,
 )
+from litv2_openmmlab.checkpoint.atomic_write import DiskWriteError
 from litv2_openmmlab.engine.hooks import NonFiniteLossError
+from litv2_openmmlab.engine.hooks.work_dir_lock import (
+    WorkDirBusyError,
+    global_rank,
+    lock_work_dir,
+    unlock_work_dir,
+)
 from litv2_openmmlab.engine.optim import CPUBF16Error, require_cpu_bf16
 from litv2_openmmlab.engine.runner import (
+    DatasetError,
     DatasetNamingRunner,
     DistributedError,
     adapt_to_device,
@@ -47,6 +58,7 @@ from litv2_openmmlab.engine.runner import (
     distributed_failure,
     free_finished_run,
     init_distributed_without_gpu,
+    last_checkpoint_of,
     setup_task,
     task_runners,
 )
@@ -111,7 +123,54 @@ def parse_args(argv=None):
     return args
 
 
+class TrainingInterrupted(BaseException):
+    """SIGTERM / SIGINT during training (a BaseException, as
+    KeyboardInterrupt: no ``except Exception`` swallows it)."""
+
+    def __init__(self, signum: int, message: str = ''):
+        super().__init__(message or signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):
+    raise TrainingInterrupted(signum)
+
+
+def _stop_on_signals():
+    """SIGTERM / SIGINT raise :class:`TrainingInterrupted`; returns the
+    previous handlers (none outside the main thread)."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _raise_interrupted)
+            for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _interrupted_message(signum, runner, work_dir) -> str:
+    where = (f' at iteration {runner.iter + 1}' if runner is not None
+             else ' before training started')
+    last = last_checkpoint_of(work_dir)
+    return (f'{signal.Signals(signum).name}: training stopped{where}; '
+            + (f'last checkpoint: {last}; continue with --resume'
+               if last else 'no checkpoint was saved'))
+
+
 def main(argv=None):
+    handlers = _stop_on_signals()
+    run = {}  # 'work_dir', 'runner': as far as _main got
+    try:
+        return _main(argv, run)
+    except TrainingInterrupted as err:
+        raise TrainingInterrupted(err.signum, _interrupted_message(
+            err.signum, run.get('runner'), run.get('work_dir'))) from None
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if run.get('work_dir'):
+            unlock_work_dir(run['work_dir'])
+
+
+def _main(argv, run):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
@@ -127,6 +186,9 @@ def main(argv=None):
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+    # one run per work directory: stop now if another run owns it
+    lock_work_dir(cfg.work_dir)
+    run['work_dir'] = cfg.work_dir
 
     if args.amp:
         if not torch.cuda.is_available():
@@ -151,6 +213,11 @@ def main(argv=None):
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
+        if global_rank() == 0 and last_checkpoint_of(cfg.work_dir) is None:
+            print_log(f'--resume: no checkpoint to resume from in '
+                      f'{osp.abspath(cfg.work_dir)} (no last_checkpoint '
+                      'file): training starts at iteration 0',
+                      logger='current', level=logging.WARNING)
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
@@ -163,6 +230,7 @@ def main(argv=None):
     else:
         # data set faults are reported with the data set named
         runner = DatasetNamingRunner.from_cfg(cfg)
+    run['runner'] = runner
     use_strict_loading(runner, allowed_missing_keys(cfg, args.allow_missing))
     if args.launcher != 'none':
         print_log('distributed run: a process that dies or stops answering '
@@ -183,6 +251,11 @@ if __name__ == '__main__':
     try:
         main()
     except (CheckpointError, NonFiniteLossError, ModelConfigError,
-            DistributedError, CPUBF16Error) as err:
+            DistributedError, CPUBF16Error, WorkDirBusyError, DatasetError,
+            DiskWriteError) as err:
         sys.exit(f'{type(err).__name__}: {err}')  # one line, no traceback
+    except TrainingInterrupted as err:
+        if global_rank() == 0:
+            print(f'TrainingInterrupted: {err}', file=sys.stderr, flush=True)
+        sys.exit(128 + err.signum)
     free_finished_run()

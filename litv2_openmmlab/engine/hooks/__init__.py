@@ -1,16 +1,21 @@
 """The hooks that ``tools/train.py`` adds to every training
 (``litv2_openmmlab.engine.runner.add_reliability_hooks``), registered in
 mmengine's ``HOOKS`` on import: ``AtomicCheckpointHook`` (with it the
-``atomic_local`` file backend), ``RandomStateHook``, ``FiniteLossHook``."""
+``atomic_local`` file backend), ``RandomStateHook``, ``FiniteLossHook``,
+``FiniteWeightsHook``, ``ResumeCheckHook``."""
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .finite_loss_hook import (
     FiniteLossHook,
+    FiniteWeightsHook,
     NonFiniteLossError,
+    NonFiniteWeightsError,
     non_finite_losses,
 )
 from .random_state_hook import RandomStateHook, get_rng_state, set_rng_state
+from .resume_check_hook import ResumeCheckHook
 
 __all__ = [
-    'AtomicCheckpointHook', 'FiniteLossHook', 'NonFiniteLossError',
-    'non_finite_losses', 'RandomStateHook', 'get_rng_state', 'set_rng_state'
+    'AtomicCheckpointHook', 'FiniteLossHook', 'FiniteWeightsHook',
+    'NonFiniteLossError', 'NonFiniteWeightsError', 'non_finite_losses',
+    'RandomStateHook', 'ResumeCheckHook', 'get_rng_state', 'set_rng_state'
 ]

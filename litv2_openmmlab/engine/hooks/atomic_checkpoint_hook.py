@@ -12,8 +12,19 @@ through the ``atomic_local`` file backend
 the pointer are in place
 (``default_hooks.checkpoint.type='AtomicCheckpointHook'``; tools/train.py
 makes the switch).
+
+Room on disk: while a checkpoint is saved, the previous one (kept, or about
+to be deleted by ``max_keep_ckpts``) is still there, so the disk needs room
+for one checkpoint more than mmengine's hook needs. ``delete_first=True``
+trades that safety for the room: the checkpoint beyond ``max_keep_ckpts`` is
+deleted before the new one is written, as mmengine does (a kill or a failed
+write during the save then leaves the older checkpoints only).
+
+At the start of training the hook takes the work directory's lock
+(:mod:`.work_dir_lock`, one run per work directory) and only then removes
+temporary files left by a dead run's interrupted save.
 """
-import glob
+import logging
 import os
 import os.path as osp
 
@@ -22,7 +33,12 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from ...checkpoint.atomic_write import write_atomically
+from ...checkpoint.atomic_write import (
+    DiskWriteError,
+    temp_files,
+    write_atomically,
+)
+from .work_dir_lock import lock_work_dir, unlock_work_dir
 
 
 @HOOKS.register_module()
@@ -32,7 +48,20 @@ class AtomicCheckpointHook(CheckpointHook):
     directory, and which deletes a checkpoint beyond ``max_keep_ckpts`` only
     once its successor is saved. With ``backend_args`` / ``file_client_args``
     or a remote ``out_dir``, it saves as ``CheckpointHook`` does (and says
-    so)."""
+    so).
+
+    Args:
+        delete_first (bool): delete the checkpoint beyond ``max_keep_ckpts``
+            before saving the new one (needs no room for an extra
+            checkpoint; a failed save leaves one checkpoint fewer). Default
+            False: delete it once the new one is in place.
+        Others: as ``CheckpointHook``.
+    """
+
+    def __init__(self, *args, delete_first: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.delete_first = delete_first
+        self._locked = False
 
     def before_train(self, runner) -> None:
         out_dir = str(self.out_dir or runner.work_dir)
@@ -42,15 +71,25 @@ class AtomicCheckpointHook(CheckpointHook):
         elif (self.backend_args or {}).get('backend') != 'atomic_local':
             print_log(f'AtomicCheckpointHook: checkpoints in {out_dir} are '
                       'written by the configured file backend, not '
-                      'atomically', logger='current', level='WARNING')
+                      'atomically', logger='current', level=logging.WARNING)
         super().before_train(runner)
-        if is_main_process() and self.backend_args == dict(
-                backend='atomic_local'):
-            # temporary files of saves that a kill interrupted
-            for tmp in glob.glob(osp.join(self.out_dir, '.*.pth.*.tmp')):
-                os.remove(tmp)
-                print_log(f'AtomicCheckpointHook: removed {tmp}, left by an '
-                          'interrupted save', logger='current')
+        if not is_main_process():
+            return
+        # the work directory is this run's (raises if another run owns it):
+        # temporary files found now are a dead run's
+        self._locked = lock_work_dir(runner.work_dir)
+        if self.backend_args == dict(backend='atomic_local'):
+            for directory in {osp.abspath(str(self.out_dir)),
+                              osp.abspath(str(runner.work_dir))}:
+                for tmp in temp_files(directory):
+                    os.remove(tmp)
+                    print_log(f'AtomicCheckpointHook: removed {tmp}, left by '
+                              'an interrupted save', logger='current')
+
+    def after_run(self, runner) -> None:
+        if self._locked:
+            unlock_work_dir(runner.work_dir)
+            self._locked = False
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         # as CheckpointHook, but: save, then point to it, then delete stale
@@ -66,24 +105,38 @@ class AtomicCheckpointHook(CheckpointHook):
         self.last_ckpt = self.file_backend.join_path(self.out_dir,
                                                      ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(
-            self.out_dir,
-            ckpt_filename,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
-        if not is_main_process():
-            return
-        write_atomically(osp.join(runner.work_dir, 'last_checkpoint'),
-                         str(self.last_ckpt).encode())
+        if self.delete_first and stale is not None and is_main_process():
+            self._remove(stale)
+            stale = None
+        try:
+            runner.save_checkpoint(
+                self.out_dir,
+                ckpt_filename,
+                self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta,
+                by_epoch=self.by_epoch,
+                backend_args=self.backend_args,
+                **self.args)
+            if not is_main_process():
+                return
+            write_atomically(osp.join(runner.work_dir, 'last_checkpoint'),
+                             str(self.last_ckpt).encode())
+        except DiskWriteError as err:
+            hint = ('' if self.delete_first else
+                    '; the previous checkpoint is kept until the new one is '
+                    'saved: default_hooks.checkpoint.delete_first=True needs '
+                    'no room for that extra checkpoint')
+            raise DiskWriteError(err.errno, f'{err.strerror}{hint}') from err
+        # the pointer names the new checkpoint: only now drop the stale one
         if stale is not None:
-            path = self.file_backend.join_path(
-                self.out_dir, self.filename_tmpl.format(stale))
-            if self.file_backend.isfile(path):
-                self.file_backend.remove(path)
-            elif self.file_backend.isdir(path):  # deepspeed: a directory
-                self.file_backend.rmtree(path)
+            self._remove(stale)
+
+    def _remove(self, step) -> None:
+        path = self.file_backend.join_path(self.out_dir,
+                                           self.filename_tmpl.format(step))
+        if self.file_backend.isfile(path):
+            self.file_backend.remove(path)
+        elif self.file_backend.isdir(path):  # deepspeed: a directory
+            self.file_backend.rmtree(path)

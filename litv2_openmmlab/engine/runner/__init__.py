@@ -11,7 +11,12 @@ from .dataset_naming_runner import (
     describe_dataset,
 )
 from .device_adaptation import adapt_to_device
-from .dist_failure import DistributedError, dist_timeout_s, distributed_failure
+from .dist_failure import (
+    DistributedError,
+    dist_timeout_s,
+    distributed_failure,
+    last_checkpoint_of,
+)
 from .distributed import (
     close_distributed,
     free_finished_run,
@@ -23,7 +28,8 @@ from .task import PLUGINS, detect_task, setup_task, task_runners
 __all__ = [
     'DatasetError', 'DatasetNamingRunner', 'describe_dataset',
     'adapt_to_device', 'DistributedError', 'dist_timeout_s',
-    'distributed_failure', 'close_distributed', 'free_finished_run',
+    'distributed_failure', 'last_checkpoint_of', 'close_distributed',
+    'free_finished_run',
     'init_distributed_without_gpu', 'add_reliability_hooks', 'PLUGINS',
     'detect_task', 'setup_task', 'task_runners'
 ]

@@ -45,7 +45,10 @@ def dist_timeout_s(cfg) -> float:
     return float(timeout)
 
 
-def _last_checkpoint(work_dir) -> Optional[str]:
+def last_checkpoint_of(work_dir) -> Optional[str]:
+    """The checkpoint that ``WORK_DIR/last_checkpoint`` names, or None."""
+    if work_dir is None:
+        return None
     path = osp.join(str(work_dir), 'last_checkpoint')
     if osp.isfile(path):
         with open(path) as f:
@@ -70,7 +73,7 @@ def distributed_failure(err: BaseException, cfg) -> Optional[str]:
                   if line.strip()), type(err).__name__)
     rank = torch.distributed.get_rank()
     world = torch.distributed.get_world_size()
-    last = _last_checkpoint(cfg.get('work_dir', '.'))
+    last = last_checkpoint_of(cfg.get('work_dir', '.'))
     return (f'rank {rank} of {world}: a collective operation failed '
             f'({first}); another process of the run has died or stopped '
             f'answering (each operation waits at most '

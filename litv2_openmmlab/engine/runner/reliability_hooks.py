@@ -11,8 +11,11 @@ def add_reliability_hooks(cfg: Config, finite_loss_check: bool = True):
 
     * ``default_hooks.checkpoint`` of type ``CheckpointHook`` becomes
       ``AtomicCheckpointHook`` (same arguments; atomic writes);
-    * ``custom_hooks`` gain ``RandomStateHook`` (exact resume) and, unless
-      ``finite_loss_check`` is false, ``FiniteLossHook``, if not listed.
+    * ``custom_hooks`` gain ``RandomStateHook`` (exact resume),
+      ``ResumeCheckHook`` (an inexact resume said; a new learning rate
+      taken on resume), ``FiniteWeightsHook`` (no loading of NaN weights)
+      and, unless ``finite_loss_check`` is false, ``FiniteLossHook``, if
+      not listed.
     """
     added = []
     checkpoint = (cfg.get('default_hooks') or {}).get('checkpoint')
@@ -26,8 +29,8 @@ def add_reliability_hooks(cfg: Config, finite_loss_check: bool = True):
                    'atomically')
     hooks = cfg.get('custom_hooks') or []
     listed = {hook.get('type') for hook in hooks}
-    wanted = ['RandomStateHook'] + (['FiniteLossHook']
-                                    if finite_loss_check else [])
+    wanted = ['RandomStateHook', 'ResumeCheckHook', 'FiniteWeightsHook'] + (
+        ['FiniteLossHook'] if finite_loss_check else [])
     for name in wanted:
         if name not in listed:
             hooks.append(dict(type=name))
