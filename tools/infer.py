@@ -207,7 +207,10 @@ def build_inferencer(task: str, cfg: Config, weights, device: str):
                 if palette is None or len(palette) != len(classes):
                     rng = np.random.RandomState(42)
                     palette = rng.randint(0, 256, (len(classes), 3)).tolist()
-                model.dataset_meta['palette'] = palette
+                # colours as tuples: mmengine's drawing takes a list for
+                # several colours (mmdet 2.x files have CLASSES, no PALETTE)
+                model.dataset_meta['palette'] = [tuple(int(v) for v in c)
+                                                 for c in palette]
 
     return StrictInferencer(model=cfg, weights=weights, device=device)
 

@@ -140,6 +140,7 @@ def load_checkpoint_strictly(
     :class:`~.weights_only.CheckpointError` for a file that cannot be read.
     """
     use_safe_checkpoint_loader()
+    filename = str(filename)  # mmengine matches its schemes on strings
     checkpoint = _load_checkpoint(filename, map_location=map_location)
     load_state_dict_strictly(model, state_dict_of(checkpoint, filename),
                              f'checkpoint {str(filename)!r}', allow_missing,
