@@ -69,6 +69,15 @@ class CorruptCheckpointError(CheckpointError):
     """The file is truncated, empty or not a checkpoint."""
 
 
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No file at the checkpoint's path (also a ``FileNotFoundError``)."""
+
+
+class CheckpointIsADirectoryError(CheckpointError, IsADirectoryError):
+    """The checkpoint's path is a directory (also an
+    ``IsADirectoryError``)."""
+
+
 class CheckpointMismatchError(CheckpointError):
     """The checkpoint's tensors do not fit the model (missing, unexpected or
     differently shaped keys); nothing should be evaluated with it."""
@@ -294,17 +303,20 @@ def _first_line(err: BaseException) -> str:
 
 
 def check_checkpoint_path(path: str, name: Optional[str] = None) -> None:
-    """Raise ``IsADirectoryError`` / ``FileNotFoundError`` (one line
-    naming it) unless ``path`` is a file; URLs (``scheme://``) pass."""
+    """Raise :class:`CheckpointIsADirectoryError` /
+    :class:`CheckpointNotFoundError` (one line naming it; also an
+    ``IsADirectoryError`` / ``FileNotFoundError``, and a
+    :class:`CheckpointError` that every tool prints in one line) unless
+    ``path`` is a file; URLs (``scheme://``) pass."""
     name = path if name is None else name
     if '://' in str(path):
         return
     path = osp.expanduser(str(path))
     if osp.isdir(path):
-        raise IsADirectoryError(f'checkpoint {name!r} is a directory, not a '
-                                'checkpoint file')
+        raise CheckpointIsADirectoryError(
+            f'checkpoint {name!r} is a directory, not a checkpoint file')
     if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {name!r} not found')
+        raise CheckpointNotFoundError(f'checkpoint {name!r} not found')
 
 
 def read_checkpoint_file(source,

@@ -33,11 +33,23 @@ def _tool(name, *args):
 def test_tools_test_checkpoint_directory_and_missing(tmp_path):
     config = QUICKSTART / 'retinanet_litv2_toy.py'
     last = _tool('test', config, tmp_path)
-    assert last == (f"IsADirectoryError: checkpoint '{tmp_path}' is a "
-                    'directory, not a checkpoint file')
+    assert last == (f"CheckpointIsADirectoryError: checkpoint '{tmp_path}' "
+                    'is a directory, not a checkpoint file')
     last = _tool('test', config, tmp_path / 'missing.pth')
-    assert last == (f"FileNotFoundError: checkpoint "
+    assert last == (f"CheckpointNotFoundError: checkpoint "
                     f"'{tmp_path / 'missing.pth'}' not found")
+
+
+def test_pretrained_file_missing_in_tools_train(tmp_path):
+    config = tmp_path / 'pretrained.py'
+    config.write_text(
+        f"_base_ = {str(QUICKSTART / 'retinanet_litv2_toy.py')!r}\n"
+        "model = dict(backbone=dict(init_cfg=dict(_delete_=True, "
+        "type='Pretrained', "
+        f"checkpoint='{tmp_path}/no.pth')))\n")
+    last = _tool('train', config, '--work-dir', tmp_path / 'work')
+    assert last == (f"CheckpointNotFoundError: checkpoint "
+                    f"'{tmp_path}/no.pth' not found"), last
 
 
 def test_config_syntax_error_names_the_file_and_line(tmp_path):
