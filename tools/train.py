@@ -29,7 +29,7 @@ import signal
 import sys
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import print_log
 
 from litv2_openmmlab.checkpoint import (
@@ -65,6 +65,7 @@ from litv2_openmmlab.engine.runner import (
 from litv2_openmmlab.model_config_check import (
     ModelConfigError,
     check_backbone_widths,
+    read_config,
 )
 
 
@@ -172,7 +173,7 @@ def main(argv=None):
 
 def _main(argv, run):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
