@@ -301,3 +301,20 @@ def test_a_directory_is_named_a_directory(tmp_path):
     with pytest.raises(IsADirectoryError, match='is a directory'):
         backbone.init_weights()
     assert REPO.exists()
+
+
+def test_timm_release_download_is_read_as_data(written, tmp_path,
+                                               monkeypatch):
+    """``pretrained=True`` reads the release from timm's cache (where it is
+    downloaded) with the same reader: the reference's training layout with
+    its yacs config loads; nothing is downloaded, the file is in place."""
+    import shutil
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    cache = tmp_path / 'hub' / 'checkpoints'
+    cache.mkdir(parents=True)
+    shutil.copy(written['dir'] / 'reference.pth', cache / 'litv2_s.pth')
+    model = timm.create_model('litv2_s', pretrained=True, num_classes=5,
+                              **TINY_ARCH)
+    saved = written['classifier']
+    _equal(model.state_dict(), saved,
+           [k for k in saved if not k.startswith('head.')])
