@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.utils.flop_counter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.flop_count import count_macs  # noqa: E402
 from benchmarks.machine import cpu_ticks, steal_share  # noqa: E402
 from litv2 import LITV2_ARCHS, LITv2, local_windows  # noqa: E402
 from litv2.testing.reference import (  # noqa: E402
@@ -176,8 +176,7 @@ def profile_summary(model, shape, top=12):
     x = torch.randn(1, 3, *shape)
     model.eval()
     with torch.no_grad():
-        with torch.utils.flop_counter.FlopCounterMode(display=False) as fc:
-            model(x)
+        macs = count_macs(lambda: model(x))
         elapsed, _ = timed(lambda: model(x))
         with torch.profiler.profile() as prof:
             model(x)
@@ -187,7 +186,7 @@ def profile_summary(model, shape, top=12):
     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
         rows.append(f'| {e.key} | {e.self_cpu_time_total / 1e3:.0f} | '
                     f'{100 * e.self_cpu_time_total / total:.1f}% |')
-    return '\n'.join(rows), fc.get_total_flops(), elapsed
+    return '\n'.join(rows), 2 * macs, elapsed
 
 
 def main():

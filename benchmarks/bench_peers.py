@@ -38,7 +38,8 @@ per model and batch size. Modes: ``fp32`` (eager), ``bf16``
 default options, fp32); peers always run in the same mode as LITv2.
 Params and FLOPs are counted the same way for every model:
 ``torch.utils.flop_counter.FlopCounterMode`` on one image, multiply-adds
-(matmul, conv, attention; not norms, activations, sampling). Peak memory:
+(matmul, conv, attention, PyTorch's fused CPU attention included:
+``benchmarks/flop_count.py``; not norms, activations, sampling). Peak memory:
 the resident memory one forward adds (Linux ``VmHWM`` reset before it,
 ``malloc_trim`` first) on CPU, ``torch.cuda.max_memory_allocated`` on CUDA.
 The load average and the CPU time stolen by the hypervisor during the run
@@ -66,10 +67,10 @@ import traceback
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from benchmarks.flop_count import count_macs  # noqa: E402
 from benchmarks.machine import cpu_name, cpu_ticks  # noqa: E402
 
 # tier -> (LITv2 model, timm peers at matching size). S: the paper's speed
@@ -225,15 +226,14 @@ def prepare(model, mode):
 
 
 def count(model, inputs):
-    """(params M, GMACs of one call) counted the same way for every model."""
+    """(params M, GMACs of one call) counted the same way for every model
+    (``benchmarks/flop_count.py``: fused attention included)."""
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    # With autograd on: FlopCounterMode's module tracker fails under no_grad
-    # on some models (timm's CaiT), and LITv2's ConvFFN then computes the
-    # whole map (in CPU inference it goes in pieces whose halo rows would
-    # be counted twice).
-    with torch.enable_grad(), FlopCounterMode(display=False) as fc:
-        model(*inputs) if isinstance(inputs, tuple) else model(inputs)
-    return params, fc.get_total_flops() / 2 / 1e9
+    # LITv2's ConvFFN computes the whole map with autograd on (in CPU
+    # inference it goes in pieces whose halo rows would be counted twice).
+    macs = count_macs(lambda: model(*inputs) if isinstance(inputs, tuple)
+                      else model(inputs))
+    return params, macs / 1e9
 
 
 def interleaved(fns: dict, rounds: int, device, memory=False):

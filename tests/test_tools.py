@@ -82,6 +82,9 @@ def test_deterministic_cuda_run_gets_a_fixed_cublas_workspace(monkeypatch):
     under deterministic algorithms unless CUBLAS_WORKSPACE_CONFIG is set,
     so adapt_to_device sets it (a value the user set is kept), and
     changes nothing else of the config."""
+    from litv2_openmmlab.engine.runner import device_adaptation
+    logged = []  # (mmengine's logger would look for the pretended GPU)
+    monkeypatch.setattr(device_adaptation, 'info_rank0', logged.append)
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.delenv('CUBLAS_WORKSPACE_CONFIG', raising=False)
     cfg = Config.fromfile(str(CONFIGS / 'retinanet_litv2_s_w2.py'))
@@ -91,6 +94,7 @@ def test_deterministic_cuda_run_gets_a_fixed_cublas_workspace(monkeypatch):
     cfg.randomness = dict(seed=0, deterministic=True)
     adapt_to_device(cfg, 'pytorch')
     assert os.environ['CUBLAS_WORKSPACE_CONFIG'] == ':4096:8'
+    assert len(logged) == 1 and 'CUBLAS_WORKSPACE_CONFIG' in logged[0]
     assert cfg.optim_wrapper == before['optim_wrapper']  # AMP stays
     monkeypatch.setenv('CUBLAS_WORKSPACE_CONFIG', ':16:8')
     adapt_to_device(cfg, 'none')
