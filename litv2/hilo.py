@@ -68,7 +68,9 @@ SDPA_MAX_CUDA_BATCH = 65535
 
 
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     scale: float, dropout_p: float = 0.0) -> torch.Tensor:
+                     scale: float, dropout_p: float = 0.0,
+                     max_cuda_batch: int = SDPA_MAX_CUDA_BATCH
+                     ) -> torch.Tensor:
     """``softmax(q k^T * scale) v`` over short sequences: Hi-Fi's windows of
     ``s * s`` tokens.
 
@@ -83,13 +85,14 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     test makes this a leaf for ``torch.fx`` (``litv2.timm_models``).
     """
     if q.dtype == torch.float16:
-        if q.is_cuda and q.shape[0] > SDPA_MAX_CUDA_BATCH:
+        # (the limit as an argument: TorchScript reads no global ints)
+        if q.is_cuda and q.shape[0] > max_cuda_batch:
             # CUDA's fused kernels put the batch on a grid axis of at most
             # 65535 blocks and fail beyond ("invalid configuration
             # argument"): about 1,300 images at 224x224 in Hi-Fi's windows.
             outs = []
-            for first in range(0, q.shape[0], SDPA_MAX_CUDA_BATCH):
-                last = first + SDPA_MAX_CUDA_BATCH
+            for first in range(0, q.shape[0], max_cuda_batch):
+                last = first + max_cuda_batch
                 outs.append(F.scaled_dot_product_attention(
                     q[first:last], k[first:last], v[first:last],
                     dropout_p=dropout_p, scale=scale))
