@@ -68,9 +68,7 @@ SDPA_MAX_CUDA_BATCH = 65535
 
 
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     scale: float, dropout_p: float = 0.0,
-                     max_cuda_batch: int = SDPA_MAX_CUDA_BATCH
-                     ) -> torch.Tensor:
+                     scale: float, dropout_p: float = 0.0) -> torch.Tensor:
     """``softmax(q k^T * scale) v`` over short sequences: Hi-Fi's windows of
     ``s * s`` tokens.
 
@@ -85,7 +83,9 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     test makes this a leaf for ``torch.fx`` (``litv2.timm_models``).
     """
     if q.dtype == torch.float16:
-        # (the limit as an argument: TorchScript reads no global ints)
+        # SDPA_MAX_CUDA_BATCH, written out: TorchScript reads no global
+        # ints (tests/test_hilo.py checks the two agree)
+        max_cuda_batch = 65535
         if q.is_cuda and q.shape[0] > max_cuda_batch:
             # CUDA's fused kernels put the batch on a grid axis of at most
             # 65535 blocks and fail beyond ("invalid configuration

@@ -165,3 +165,11 @@ def test_window_attention_dropout_only_in_training():
     torch.manual_seed(0)
     dropped = window_attention(q, k, v, 0.3, 0.5)
     assert not torch.allclose(dropped, window_attention(q, k, v, 0.3, 0.0))
+
+
+def test_window_attention_uses_the_documented_cuda_batch_limit():
+    import inspect
+
+    from litv2.hilo import SDPA_MAX_CUDA_BATCH, window_attention
+    source = inspect.getsource(window_attention)
+    assert f'max_cuda_batch = {SDPA_MAX_CUDA_BATCH}' in source
