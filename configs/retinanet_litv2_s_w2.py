@@ -35,3 +35,13 @@ optim_wrapper = dict(
     type='AmpOptimWrapper',
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, weight_decay=1e-4),
     paramwise_cfg=dict(norm_decay_mult=0.))
+
+# Annotations checked as the data sets are built: dropped, clipped and
+# unknown ones counted and logged (litv2_openmmlab/datasets/checked_coco.py;
+# add strict_annotations=True to a dataset to make them an error). mmdet's
+# base reads dataset_type only while it is read itself, so every data loader
+# names the type.
+dataset_type = 'CheckedCocoDataset'
+train_dataloader = dict(dataset=dict(type=dataset_type))
+val_dataloader = dict(dataset=dict(type=dataset_type))
+test_dataloader = val_dataloader

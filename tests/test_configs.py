@@ -120,7 +120,7 @@ def test_detection_recipe(name):
         assert neck.get('start_level', 0) == 0
         assert not neck.get('add_extra_convs', False)
         assert cfg.val_evaluator.metric == ['bbox', 'segm']
-    assert cfg.train_dataloader.dataset.type == 'CocoDataset'
+    assert cfg.train_dataloader.dataset.type == 'CheckedCocoDataset'
     assert 'train2017' in cfg.train_dataloader.dataset.data_prefix.img
 
 

@@ -16,6 +16,10 @@ metainfo = dict(
     palette=[(220, 20, 60), (0, 130, 200), (255, 200, 0)])
 img_scale = (160, 160)
 max_epochs = 8
+# Annotations checked and reported as the data sets are built:
+# dropped, clipped and unknown ones counted and logged
+# (litv2_openmmlab/datasets/checked_coco.py)
+dataset_type = 'CheckedCocoDataset'
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -39,6 +43,7 @@ train_dataloader = dict(
     persistent_workers=False,
     batch_sampler=None,
     dataset=dict(
+        type=dataset_type,
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_train.json',
@@ -50,6 +55,7 @@ val_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
+        type=dataset_type,
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_val.json',
