@@ -29,3 +29,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='session')
+def toy_cwd(tmp_path_factory):
+    """A working directory holding a small ``data/toy`` (the quickstart
+    configs' relative data path), for tools run as subprocesses: a fresh
+    clone has no ``data/`` in the repository."""
+    from litv2_openmmlab.datasets import toy_shapes as toy
+    root = tmp_path_factory.mktemp('toy_cwd')
+    toy.generate(str(root / 'data' / 'toy'), seed=0,
+                 det_splits=(('train', 3), ('val', 2)),
+                 seg_splits=(('training', 2), ('validation', 2)))
+    return root

@@ -161,13 +161,13 @@ def test_pretrained_of_litv2_and_of_mmdets_own_resnet(hostile):
     _refused(None, hostile.marker, lambda _: resnet.init_weights())
 
 
-def test_tools_test_with_a_torchvision_checkpoint(hostile):
+def test_tools_test_with_a_torchvision_checkpoint(hostile, toy_cwd):
     hostile.cache(get_torchvision_models()['resnet18'])
     config = REPO / 'configs' / 'quickstart' / 'retinanet_litv2_toy.py'
     proc = subprocess.run(
-        [sys.executable, 'tools/test.py', str(config),
+        [sys.executable, str(REPO / 'tools' / 'test.py'), str(config),
          'torchvision://resnet18', '--work-dir', str(hostile.tmp / 'work')],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=toy_cwd, capture_output=True, text=True, timeout=300,
         env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.returncode == 1, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]

@@ -20,11 +20,11 @@ from tools import infer
 QUICKSTART = CONFIGS / 'quickstart'
 
 
-def _tool(name, *args):
+def _tool(name, *args, cwd=REPO):
     proc = subprocess.run(
         [sys.executable, str(REPO / 'tools' / f'{name}.py'),
          *map(str, args)], capture_output=True, text=True, timeout=300,
-        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        cwd=cwd, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.returncode != 0
     assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     return proc.stderr.strip().splitlines()[-1]
@@ -40,14 +40,15 @@ def test_tools_test_checkpoint_directory_and_missing(tmp_path):
                     f"'{tmp_path / 'missing.pth'}' not found")
 
 
-def test_pretrained_file_missing_in_tools_train(tmp_path):
+def test_pretrained_file_missing_in_tools_train(tmp_path, toy_cwd):
     config = tmp_path / 'pretrained.py'
     config.write_text(
         f"_base_ = {str(QUICKSTART / 'retinanet_litv2_toy.py')!r}\n"
         "model = dict(backbone=dict(init_cfg=dict(_delete_=True, "
         "type='Pretrained', "
         f"checkpoint='{tmp_path}/no.pth')))\n")
-    last = _tool('train', config, '--work-dir', tmp_path / 'work')
+    last = _tool('train', config, '--work-dir', tmp_path / 'work',
+                 cwd=toy_cwd)
     assert last == (f"CheckpointNotFoundError: checkpoint "
                     f"'{tmp_path}/no.pth' not found"), last
 
