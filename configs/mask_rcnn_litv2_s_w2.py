@@ -8,6 +8,11 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mmdet_litv2'], allow_failed_imports=False)
+# every guarantee of the project (strict loading, reliability hooks, device
+# adaptation), also under mmdet's / mmseg's own tools/train.py, tools/test.py
+runner_type = 'LITv2Runner'
+# for tools that build mmengine's own Runner (mmseg's tools/test.py)
+custom_hooks = [dict(type='StrictLoadHook'), dict(type='FiniteWeightsHook')]
 
 # ImageNet-1k weights of the backbone; point it at a local file with
 # --cfg-options model.backbone.init_cfg.checkpoint=/path/to/litv2_s.pth

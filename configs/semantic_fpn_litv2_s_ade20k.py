@@ -10,6 +10,11 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mmseg_litv2'], allow_failed_imports=False)
+# every guarantee of the project (strict loading, reliability hooks, device
+# adaptation), also under mmdet's / mmseg's own tools/train.py, tools/test.py
+runner_type = 'LITv2Runner'
+# for tools that build mmengine's own Runner (mmseg's tools/test.py)
+custom_hooks = [dict(type='StrictLoadHook'), dict(type='FiniteWeightsHook')]
 
 crop_size = (512, 512)
 model = dict(

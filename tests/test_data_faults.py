@@ -1,6 +1,6 @@
 """Bad data is named: faults injected into a tiny copy of the quickstart toy
 data set, read through the quickstart configs' data loaders as the tools'
-runner (litv2_openmmlab.engine.runner.DatasetNamingRunner) builds them; a few
+runner (litv2_openmmlab.engine.runner.LITv2Runner) builds them; a few
 through tools/train.py and tools/test.py themselves. A config with an invalid
 backbone value fails before any data is read."""
 import json
@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from litv2_openmmlab.engine.runner import DatasetError, DatasetNamingRunner
+from litv2_openmmlab.engine.runner import DatasetError, LITv2Runner
 from tests.test_quickstart import toy
 from tools import test as test_tool
 from tools import train as train_tool
@@ -45,7 +45,7 @@ def loader(cfg_path: Path, key: str = 'train_dataloader', **dataset):
     cfg = Config.fromfile(str(cfg_path))
     init_default_scope(cfg.default_scope)
     cfg[key].dataset.update(dataset)
-    return DatasetNamingRunner.build_dataloader(cfg[key].to_dict())
+    return LITv2Runner.build_dataloader(cfg[key].to_dict())
 
 
 def first_image(data: Path) -> Path:

@@ -62,7 +62,8 @@ def test_nan_loss_stops_segmentation_training(train_tool, tmp_path):
 def test_check_is_on_by_default_and_can_be_turned_off():
     # (a run going on with NaN weights is not run here: torchvision's
     # deform_conv2d, used by DTM, crashes on NaN offsets)
-    always = {'RandomStateHook', 'ResumeCheckHook', 'FiniteWeightsHook'}
+    always = {'StrictLoadHook', 'RandomStateHook', 'ResumeCheckHook',
+              'FiniteWeightsHook'}
     for flag, hooks in ((True, always | {'FiniteLossHook'}),
                         (False, always)):
         cfg = Config(dict(default_hooks=dict(checkpoint=dict(

@@ -42,13 +42,13 @@ import torch
 from mmengine.config import Config, DictAction
 
 from litv2.checkpoint import check_checkpoint_path
+from litv2_openmmlab.apis.inference import load_config
 from litv2_openmmlab.checkpoint import (
     CheckpointError,
     load_state_dict_strictly,
     state_dict_of,
 )
-from litv2_openmmlab.engine.runner import detect_task, setup_task
-from litv2_openmmlab.model_config_check import ModelConfigError, read_config
+from litv2_openmmlab.model_config_check import ModelConfigError
 
 # the image files of a folder or a glob, as mmdet's DetInferencer lists them
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -148,8 +148,8 @@ def pick_device(requested):
     return requested
 
 
-def load_checkpoint_strictly(model: torch.nn.Module, checkpoint: dict,
-                             filename: str) -> None:
+def load_read_checkpoint(model: torch.nn.Module, checkpoint: dict,
+                         filename: str) -> None:
     """Load a checkpoint already read as data into ``model`` with the
     project's strict loader (every tensor of the model, same shapes, nothing
     else; otherwise one error naming the file, counts and first keys)."""
@@ -186,7 +186,7 @@ def build_inferencer(task: str, cfg: Config, weights, device: str):
 
         def _load_weights_to_model(self, model, checkpoint, cfg):
             if checkpoint is not None:
-                load_checkpoint_strictly(model, checkpoint, weights)
+                load_read_checkpoint(model, checkpoint, weights)
             meta = (checkpoint or {}).get('meta', {})
             with warnings.catch_warnings():  # their fallbacks are replaced
                 warnings.simplefilter('ignore')
@@ -349,14 +349,12 @@ def main(argv=None) -> int:
         return 2
     device = pick_device(args.device)
     try:
-        cfg = read_config(args.config)
+        # the task's plugin imported: LITv2 registered, checkpoints read
+        # as data only
+        cfg, task = load_config(args.config, args.cfg_options)
     except ModelConfigError as err:
         print(f'[infer] {type(err).__name__}: {err}', file=sys.stderr)
         return 2
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    task = detect_task(cfg, args.config)
-    setup_task(task)  # registers LITv2; checkpoints are read as data only
     if args.weights is None:
         print('[infer] no --weights: the model has random weights, its '
               'predictions mean nothing', file=sys.stderr)

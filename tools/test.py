@@ -7,10 +7,13 @@ interface as mmdet's / mmseg's ``tools/test.py``.
         [--show] [--show-dir DIR] [--wait-time S] [--cfg-options ...]
         [--allow-missing PATTERN ...] [--launcher {none,pytorch,slurm,mpi}]
 
-The checkpoint is loaded strictly (litv2_openmmlab.checkpoint.strict_load): a
-key missing from it, a key the model lacks or a tensor of another shape stops
-the tool before anything is evaluated, unless ``--allow-missing`` names it;
-weights that are not finite stop it too (``FiniteWeightsHook``).
+The run is ``LITv2Runner``'s (the configs' ``runner_type``; mmdet's and
+mmseg's own ``tools/test.py`` build it too): the checkpoint is read as data
+and loaded strictly (a key missing from it, a key the model lacks or a
+tensor of another shape stops the tool before anything is evaluated, unless
+``--allow-missing`` names it); weights that are not finite stop it too
+(``FiniteWeightsHook``). This tool adds the command line and one-line
+errors.
 
 Several processes: ``tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES``.
 """
@@ -20,30 +23,18 @@ import os.path as osp
 import sys
 
 from mmengine.config import DictAction
+from mmengine.registry import RUNNERS
 
 from litv2.checkpoint import check_checkpoint_path
-from litv2_openmmlab.checkpoint import (
-    CheckpointError,
-    allowed_missing_keys,
-    use_strict_loading,
-)
+from litv2_openmmlab.apis.inference import load_config
+from litv2_openmmlab.checkpoint import CheckpointError
 from litv2_openmmlab.engine.hooks import NonFiniteWeightsError
 from litv2_openmmlab.engine.runner import (
     DatasetError,
-    DatasetNamingRunner,
-    adapt_to_device,
-    close_distributed,
-    detect_task,
     free_finished_run,
-    init_distributed_without_gpu,
-    setup_task,
-    task_runners,
+    use_litv2_runner,
 )
-from litv2_openmmlab.model_config_check import (
-    ModelConfigError,
-    check_backbone_widths,
-    read_config,
-)
+from litv2_openmmlab.model_config_check import ModelConfigError
 
 
 def parse_args(argv=None):
@@ -115,13 +106,8 @@ def trigger_visualization_hook(cfg, args, task):
 def main(argv=None):
     args = parse_args(argv)
     check_checkpoint_path(args.checkpoint)
-    cfg = read_config(args.config)
+    cfg, task = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    task = detect_task(cfg, args.config)
-    setup_task(task)
-    check_backbone_widths(cfg.get('model'))
 
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -129,11 +115,9 @@ def main(argv=None):
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
-    # NaN / inf weights stop the tool instead of giving "empty" results
-    hooks = cfg.get('custom_hooks') or []
-    if 'FiniteWeightsHook' not in {hook.get('type') for hook in hooks}:
-        hooks.append(dict(type='FiniteWeightsHook'))
-    cfg.custom_hooks = hooks
+    if args.allow_missing:
+        cfg.load_from_allow_missing = list(
+            cfg.get('load_from_allow_missing') or []) + args.allow_missing
 
     if args.show or args.show_dir:
         trigger_visualization_hook(cfg, args, task)
@@ -146,21 +130,13 @@ def main(argv=None):
             cfg.test_evaluator['output_dir'] = args.out
             cfg.test_evaluator['keep_results'] = True
 
-    adapt_to_device(cfg, args.launcher)
-    init_distributed_without_gpu(cfg, args.launcher)
-    if 'runner_type' in cfg:
-        runner = task_runners(task).build(cfg)
-    else:
-        # data set faults are reported with the data set named
-        runner = DatasetNamingRunner.from_cfg(cfg)
-    use_strict_loading(runner, allowed_missing_keys(cfg, args.allow_missing))
+    use_litv2_runner(cfg)
+    runner = RUNNERS.build(cfg)
     if args.out is not None and task == 'mmdet':
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
-    metrics = runner.test()
-    close_distributed()
-    return metrics
+    return runner.test()
 
 
 if __name__ == '__main__':

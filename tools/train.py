@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Train a LITv2 model: a detector (mmdet 3) or a segmentor (mmseg 1); the
 task is read from the config. Same interface as mmdet's ``tools/train.py``.
 
@@ -8,35 +7,31 @@ task is read from the config. Same interface as mmdet's ``tools/train.py``.
         [--launcher {none,pytorch,slurm,mpi}]
 
 Several processes: ``tools/dist_train.sh CONFIG NUM_PROCESSES [args]``.
-Without a GPU the run is adapted: AMP becomes bf16 autocast on a CPU with
-bf16 arithmetic (fp32 on others; ``--amp`` is refused there), gloo, BN for
-SyncBN.
-Checkpoints are read as data only and written atomically, random states are
-saved in them (exact ``--resume``), and a NaN/inf loss stops the run
-(litv2_openmmlab.engine.runner.add_reliability_hooks). ``load_from`` and
-``--resume`` load the whole model strictly
-(litv2_openmmlab.checkpoint.strict_load); a partial
-``load_from`` (another head, a backbone-only file) needs ``--allow-missing``
-or ``load_from_allow_missing`` in the config.
-One run per work directory (a lock, released when the process ends); SIGTERM
-and SIGINT end the run with one line naming the last checkpoint.
+The run is ``LITv2Runner``'s (``litv2_openmmlab.engine.runner``; the
+configs' ``runner_type``), which mmdet's and mmseg's own ``tools/train.py``
+build too: without a GPU the run is adapted (AMP becomes bf16 autocast on a
+CPU with bf16 arithmetic, fp32 on others; gloo; BN for SyncBN);
+checkpoints are read as data only and written atomically, random states are
+saved in them (exact ``--resume``), a NaN/inf loss stops the run;
+``load_from`` and ``--resume`` load the whole model strictly (a partial
+``load_from``, another head or a backbone-only file, needs
+``--allow-missing`` or ``load_from_allow_missing`` in the config); one run
+per work directory; SIGTERM and SIGINT end the run with one line naming the
+last checkpoint. This tool adds the command line and one-line errors.
 """
 import argparse
 import logging
 import os
 import os.path as osp
-import signal
 import sys
 
 import torch
 from mmengine.config import DictAction
 from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
 
-from litv2_openmmlab.checkpoint import (
-    CheckpointError,
-    allowed_missing_keys,
-    use_strict_loading,
-)
+from litv2_openmmlab.apis.inference import load_config
+from litv2_openmmlab.checkpoint import CheckpointError
 from litv2_openmmlab.checkpoint.atomic_write import DiskWriteError
 from litv2_openmmlab.engine.hooks import NonFiniteLossError
 from litv2_openmmlab.engine.hooks.work_dir_lock import (
@@ -48,25 +43,12 @@ from litv2_openmmlab.engine.hooks.work_dir_lock import (
 from litv2_openmmlab.engine.optim import CPUBF16Error, require_cpu_bf16
 from litv2_openmmlab.engine.runner import (
     DatasetError,
-    DatasetNamingRunner,
     DistributedError,
-    adapt_to_device,
-    add_reliability_hooks,
-    close_distributed,
-    detect_task,
-    dist_timeout_s,
-    distributed_failure,
+    TrainingInterrupted,
     free_finished_run,
-    init_distributed_without_gpu,
-    last_checkpoint_of,
-    setup_task,
-    task_runners,
+    use_litv2_runner,
 )
-from litv2_openmmlab.model_config_check import (
-    ModelConfigError,
-    check_backbone_widths,
-    read_config,
-)
+from litv2_openmmlab.model_config_check import ModelConfigError
 
 
 def parse_args(argv=None):
@@ -124,62 +106,10 @@ def parse_args(argv=None):
     return args
 
 
-class TrainingInterrupted(BaseException):
-    """SIGTERM / SIGINT during training (a BaseException, as
-    KeyboardInterrupt: no ``except Exception`` swallows it)."""
-
-    def __init__(self, signum: int, message: str = ''):
-        super().__init__(message or signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_interrupted(signum, frame):
-    raise TrainingInterrupted(signum)
-
-
-def _stop_on_signals():
-    """SIGTERM / SIGINT raise :class:`TrainingInterrupted`; returns the
-    previous handlers (none outside the main thread)."""
-    import threading
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {sig: signal.signal(sig, _raise_interrupted)
-            for sig in (signal.SIGTERM, signal.SIGINT)}
-
-
-def _interrupted_message(signum, runner, work_dir) -> str:
-    where = (f' at iteration {runner.iter + 1}' if runner is not None
-             else ' before training started')
-    last = last_checkpoint_of(work_dir)
-    return (f'{signal.Signals(signum).name}: training stopped{where}; '
-            + (f'last checkpoint: {last}; continue with --resume'
-               if last else 'no checkpoint was saved'))
-
-
 def main(argv=None):
-    handlers = _stop_on_signals()
-    run = {}  # 'work_dir', 'runner': as far as _main got
-    try:
-        return _main(argv, run)
-    except TrainingInterrupted as err:
-        raise TrainingInterrupted(err.signum, _interrupted_message(
-            err.signum, run.get('runner'), run.get('work_dir'))) from None
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        if run.get('work_dir'):
-            unlock_work_dir(run['work_dir'])
-
-
-def _main(argv, run):
     args = parse_args(argv)
-    cfg = read_config(args.config)
+    cfg, _ = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    task = detect_task(cfg, args.config)
-    setup_task(task)
-    check_backbone_widths(cfg.get('model'))
 
     # work_dir: command line > config > ./work_dirs/<config name>
     if args.work_dir is not None:
@@ -187,9 +117,16 @@ def _main(argv, run):
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
-    # one run per work directory: stop now if another run owns it
-    lock_work_dir(cfg.work_dir)
-    run['work_dir'] = cfg.work_dir
+    # one run per work directory: stop before anything is built
+    locked = lock_work_dir(cfg.work_dir)
+    try:
+        return _train(args, cfg)
+    finally:
+        if locked:
+            unlock_work_dir(cfg.work_dir)
+
+
+def _train(args, cfg):
 
     if args.amp:
         if not torch.cuda.is_available():
@@ -214,37 +151,18 @@ def _main(argv, run):
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
-        if global_rank() == 0 and last_checkpoint_of(cfg.work_dir) is None:
-            print_log(f'--resume: no checkpoint to resume from in '
-                      f'{osp.abspath(cfg.work_dir)} (no last_checkpoint '
-                      'file): training starts at iteration 0',
-                      logger='current', level=logging.WARNING)
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    if args.allow_missing:
+        cfg.load_from_allow_missing = list(
+            cfg.get('load_from_allow_missing') or []) + args.allow_missing
+    if args.no_finite_loss_check:
+        cfg.finite_loss_check = False
 
-    add_reliability_hooks(cfg, not args.no_finite_loss_check)
-    adapt_to_device(cfg, args.launcher)
-    init_distributed_without_gpu(cfg, args.launcher)
-    if 'runner_type' in cfg:
-        runner = task_runners(task).build(cfg)
-    else:
-        # data set faults are reported with the data set named
-        runner = DatasetNamingRunner.from_cfg(cfg)
-    run['runner'] = runner
-    use_strict_loading(runner, allowed_missing_keys(cfg, args.allow_missing))
-    if args.launcher != 'none':
-        print_log('distributed run: a process that dies or stops answering '
-                  'stops the others after env_cfg.dist_cfg.timeout = '
-                  f'{dist_timeout_s(cfg):g} s', logger='current')
-    try:
-        runner.train()
-    except RuntimeError as err:
-        message = distributed_failure(err, cfg)
-        if message is None:
-            raise
-        raise DistributedError(message) from err
-    close_distributed()
+    use_litv2_runner(cfg)
+    runner = RUNNERS.build(cfg)
+    runner.train()
     return runner
 
 

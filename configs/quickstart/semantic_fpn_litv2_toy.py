@@ -10,6 +10,11 @@ _base_ = [
     './_base_/toy_litv2.py',
 ]
 custom_imports = dict(imports=['mmseg_litv2'], allow_failed_imports=False)
+# every guarantee of the project (strict loading, reliability hooks, device
+# adaptation), also under mmdet's / mmseg's own tools/train.py, tools/test.py
+runner_type = 'LITv2Runner'
+# for tools that build mmengine's own Runner (mmseg's tools/test.py)
+custom_hooks = [dict(type='StrictLoadHook'), dict(type='FiniteWeightsHook')]
 
 data_root = 'data/toy/seg'
 metainfo = dict(

@@ -29,13 +29,13 @@ from .strict_load import (
     load_checkpoint_strictly,
     load_state_dict_strictly,
     state_dict_of,
-    use_strict_loading,
 )
 from .weights_only import (
     SCHEME_LOADERS,
     CheckpointError,
     CorruptCheckpointError,
     UnsafeCheckpointError,
+    load_checkpoint_safely,
     load_from_file_weights_only,
     use_safe_checkpoint_loader,
 )
@@ -45,7 +45,8 @@ __all__ = [
     'mmengine_extra_globals', 'SCHEME_LOADERS',
     'read_checkpoint', 'CheckpointMismatchError', 'allowed_missing_keys',
     'load_checkpoint_strictly', 'load_state_dict_strictly', 'state_dict_of',
-    'use_strict_loading', 'CheckpointError', 'CorruptCheckpointError',
-    'UnsafeCheckpointError', 'load_from_file_weights_only',
+    'CheckpointError', 'CorruptCheckpointError',
+    'UnsafeCheckpointError', 'load_checkpoint_safely',
+    'load_from_file_weights_only',
     'use_safe_checkpoint_loader'
 ]

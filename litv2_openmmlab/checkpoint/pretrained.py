@@ -1,19 +1,15 @@
-"""Reading checkpoint files for the OpenMMLab backbone: mmengine's
-``CheckpointLoader`` (local paths, URLs, ``open-mmlab://`` ... every scheme)
-with the loaders of :mod:`.weights_only`, which read them as data."""
-from mmengine.runner.checkpoint import CheckpointLoader
-
-from .weights_only import CheckpointError, use_safe_checkpoint_loader
+"""Reading checkpoint files for the OpenMMLab backbone: local paths, URLs,
+``open-mmlab://`` ... every scheme of mmengine, with the loaders of
+:mod:`.weights_only`, which read them as data."""
+from .weights_only import CheckpointError, load_checkpoint_safely
 
 
 def read_checkpoint(filename: str) -> dict:
     """Load a checkpoint file or URL on CPU as data only (see
     weights_only.py), naming the file on failure: ``FileNotFoundError``,
     ``IsADirectoryError`` or a :class:`CheckpointError`, each one line."""
-    use_safe_checkpoint_loader()
     try:
-        checkpoint = CheckpointLoader.load_checkpoint(filename,
-                                                      map_location='cpu')
+        checkpoint = load_checkpoint_safely(filename, map_location='cpu')
     except (OSError, CheckpointError):
         raise  # their messages name the file
     except Exception as err:  # torch raises many types; name the file.

@@ -21,18 +21,17 @@ patterns that need not match (``fnmatch`` globs such as ``'bbox_head.*'``):
 * a file key matching a pattern that the model does not have is skipped.
 
 Every key left out that way is counted in one log line.
-:func:`use_strict_loading` makes a ``Runner`` load that way.
+``StrictLoadHook`` makes a runner (``load_from``, ``resume``) load that
+way, with :func:`fit_state_dict`.
 """
 import logging
 import re
-import types
 from collections import OrderedDict
 from typing import Iterable, Optional, Sequence, Tuple
 
 import torch
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.runner.checkpoint import _load_checkpoint
 
 from litv2.checkpoint import (
     CheckpointMismatchError,
@@ -42,15 +41,16 @@ from litv2.checkpoint import (
     unwrap_state_dict,
 )
 
-from .weights_only import use_safe_checkpoint_loader
+from .weights_only import load_checkpoint_safely
 
 # mmengine's default: checkpoints of a DDP-wrapped model
 DEFAULT_REVISE_KEYS = ((r'^module\.', ''), )
 
 __all__ = [
     'CheckpointMismatchError', 'DEFAULT_REVISE_KEYS', 'state_dict_of',
+    'fit_state_dict',
     'load_state_dict_strictly', 'load_checkpoint_strictly',
-    'use_strict_loading', 'allowed_missing_keys'
+    'allowed_missing_keys'
 ]
 
 # What to do when a whole model's checkpoint does not fit
@@ -68,20 +68,21 @@ def state_dict_of(checkpoint, filename) -> 'OrderedDict[str, torch.Tensor]':
     return unwrap_state_dict(checkpoint, f'checkpoint {str(filename)!r}')
 
 
-def load_state_dict_strictly(
+def fit_state_dict(
         model: torch.nn.Module,
         state_dict: dict,
         source: str = 'the state dict',
         allow_missing: Iterable[str] = (),
         revise_keys: Sequence[Tuple[str, str]] = DEFAULT_REVISE_KEYS,
         logger: Optional[str] = 'current',
-        advice: Optional[str] = None) -> None:
-    """Load ``state_dict`` into ``model`` (a model wrapper: into its
-    ``module``); raise :class:`CheckpointMismatchError` naming ``source``
-    unless every key matches in name and shape, ``allow_missing`` aside (see
-    the module's docstring); ``advice`` replaces the message's advice (a
-    tool with other options). The check is done before anything is copied:
-    on error the model is unchanged."""
+        advice: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':
+    """What of ``state_dict`` to load into ``model`` (a model wrapper: its
+    ``module``), keys revised by ``revise_keys``: everything, or
+    :class:`CheckpointMismatchError` naming ``source`` unless every key
+    matches in name and shape, ``allow_missing`` aside (see the module's
+    docstring: the allowed file keys the model lacks or holds with another
+    shape are left out, and the partial load is logged). ``advice``
+    replaces the message's advice (a tool with other options)."""
     if is_model_wrapper(model):
         model = model.module
     allow = tuple(allow_missing or ())
@@ -95,23 +96,11 @@ def load_state_dict_strictly(
         state_dict, own, source,
         f'the whole {type(model).__name__} (its {len(own)} keys)',
         advice if advice is not None else _ADVICE, allow)
-
     skipped = set(unexpected) | {k for k, _, _ in shapes}
     to_load = OrderedDict(
         (k, v) for k, v in state_dict.items() if k not in skipped)
     if metadata is not None:
         to_load._metadata = metadata
-    result = model.load_state_dict(to_load, strict=False)
-    # a module's own loading hooks could still disagree with the key names
-    left = [k for k in result.missing_keys
-            if k not in {s[0] for s in shapes} and not _matches(k, allow)]
-    if left or result.unexpected_keys:
-        raise CheckpointMismatchError(
-            f'{source}: the model refused '
-            f'{len(result.unexpected_keys)} key(s) '
-            f'({_first(list(result.unexpected_keys))}) and left '
-            f'{len(left)} unset ({_first(left)})', left,
-            result.unexpected_keys)
     if missing or unexpected or shapes:
         print_log(
             f'{source} loaded partially, as allowed by '
@@ -121,6 +110,35 @@ def load_state_dict_strictly(
             f'{len(unexpected)} file key(s) skipped '
             f'({_first(unexpected)})',
             logger=logger, level=logging.WARNING)
+    return to_load
+
+
+def load_state_dict_strictly(
+        model: torch.nn.Module,
+        state_dict: dict,
+        source: str = 'the state dict',
+        allow_missing: Iterable[str] = (),
+        revise_keys: Sequence[Tuple[str, str]] = DEFAULT_REVISE_KEYS,
+        logger: Optional[str] = 'current',
+        advice: Optional[str] = None) -> None:
+    """Load ``state_dict`` into ``model`` (a model wrapper: into its
+    ``module``) after :func:`fit_state_dict`'s check: the check is done
+    before anything is copied, so on error the model is unchanged."""
+    if is_model_wrapper(model):
+        model = model.module
+    allow = tuple(allow_missing or ())
+    to_load = fit_state_dict(model, state_dict, source, allow, revise_keys,
+                             logger, advice)
+    result = model.load_state_dict(to_load, strict=False)
+    # a module's own loading hooks could still disagree with the key names
+    left = [k for k in result.missing_keys if not _matches(k, allow)]
+    if left or result.unexpected_keys:
+        raise CheckpointMismatchError(
+            f'{source}: the model refused '
+            f'{len(result.unexpected_keys)} key(s) '
+            f'({_first(list(result.unexpected_keys))}) and left '
+            f'{len(left)} unset ({_first(left)})', left,
+            result.unexpected_keys)
 
 
 def load_checkpoint_strictly(
@@ -130,8 +148,8 @@ def load_checkpoint_strictly(
         map_location='cpu',
         revise_keys: Sequence[Tuple[str, str]] = DEFAULT_REVISE_KEYS,
         logger: Optional[str] = 'current') -> dict:
-    """Read ``filename`` (through mmengine's ``CheckpointLoader``: local
-    files and URLs with ``weights_only=True``, see ``weights_only.py``) and
+    """Read ``filename`` (a local file, a URL or any scheme of mmengine, as
+    data: :func:`~.weights_only.load_checkpoint_safely`) and
     load its ``state_dict`` (or the file itself when it is a bare state dict)
     into ``model`` with :func:`load_state_dict_strictly`. Returns the whole
     checkpoint (``meta`` etc.). Raises :class:`CheckpointMismatchError`
@@ -139,39 +157,12 @@ def load_checkpoint_strictly(
     ``allow_missing``; ``FileNotFoundError`` / other
     :class:`~.weights_only.CheckpointError` for a file that cannot be read.
     """
-    use_safe_checkpoint_loader()
-    filename = str(filename)  # mmengine matches its schemes on strings
-    checkpoint = _load_checkpoint(filename, map_location=map_location)
+    filename = str(filename)  # schemes are matched on strings
+    checkpoint = load_checkpoint_safely(filename, map_location=map_location)
     load_state_dict_strictly(model, state_dict_of(checkpoint, filename),
                              f'checkpoint {str(filename)!r}', allow_missing,
                              revise_keys, logger)
     return checkpoint
-
-
-def _strict_runner_load(self, filename, map_location='cpu', strict=True,
-                        revise_keys=DEFAULT_REVISE_KEYS):
-    """``Runner.load_checkpoint`` (``load_from``, ``resume``) with the checks
-    of :func:`load_state_dict_strictly`; ``strict`` is ignored. Resuming
-    allows no missing key: the run is continued with its own checkpoint."""
-    use_safe_checkpoint_loader()
-    checkpoint = _load_checkpoint(filename, map_location=map_location)
-    self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-    allow = () if self._resume else self._litv2_allow_missing
-    load_state_dict_strictly(self.model, state_dict_of(checkpoint, filename),
-                             f'checkpoint {str(filename)!r}', allow,
-                             revise_keys)
-    self._has_loaded = True
-    self.logger.info(f'Load checkpoint from {filename}')
-    return checkpoint
-
-
-def use_strict_loading(runner, allow_missing: Iterable[str] = ()):
-    """Make ``runner`` (an mmengine ``Runner`` of any class) load
-    ``load_from`` and ``--resume`` checkpoints strictly; ``allow_missing``
-    applies to ``load_from`` only. Returns the runner."""
-    runner._litv2_allow_missing = tuple(allow_missing or ())
-    runner.load_checkpoint = types.MethodType(_strict_runner_load, runner)
-    return runner
 
 
 def allowed_missing_keys(cfg, cli_patterns: Optional[Sequence[str]] = None):

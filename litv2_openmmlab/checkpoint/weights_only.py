@@ -16,14 +16,20 @@ config objects as plain dicts, plus mmengine's ``HistoryBuffer`` from
 * :class:`CorruptCheckpointError` - truncated, empty, or not a checkpoint.
 
 :func:`use_safe_checkpoint_loader` makes the registrations (the plugins do
-on import), so ``Runner.load_checkpoint`` / ``load_from`` / ``--resume`` /
+on import, :func:`litv2_openmmlab.plugin.install_plugin`: the one place
+where it is installed), so ``Runner.load_checkpoint`` / ``load_from`` /
+``--resume`` /
 ``tools/test.py`` / ``init_cfg=dict(type='Pretrained')`` of any backbone /
 ``LITv2.load_pretrained`` all use it. A scheme that mmengine knows and this
-module does not (:data:`SCHEME_LOADERS`) is refused.
+module does not (:data:`SCHEME_LOADERS`) is refused. The project's own
+readers (``read_checkpoint``, strict loading, ``LITv2Runner``) call
+:func:`load_checkpoint_safely`, which picks the same loaders without going
+through mmengine's registry.
 """
 import io
 import os
 import os.path as osp
+import re
 from tempfile import TemporaryDirectory
 from urllib.parse import urlparse
 
@@ -43,7 +49,7 @@ from .allowed_types import mmengine_extra_globals
 __all__ = [
     'CheckpointError', 'CorruptCheckpointError', 'UnsafeCheckpointError',
     'load_from_file_weights_only', 'load_from_url_weights_only',
-    'use_safe_checkpoint_loader', 'SCHEME_LOADERS'
+    'load_checkpoint_safely', 'use_safe_checkpoint_loader', 'SCHEME_LOADERS'
 ]
 
 
@@ -174,6 +180,20 @@ SCHEME_LOADERS = {
     r'(\S+\:)?s3://': load_from_ceph_weights_only,
     r'(\S+\:)?petrel://': load_from_ceph_weights_only,
 }
+
+
+def load_checkpoint_safely(filename, map_location=None):
+    """Read ``filename`` (a path or any scheme of :data:`SCHEME_LOADERS`)
+    as data with the loader that mmengine's ``CheckpointLoader`` would pick
+    once :func:`use_safe_checkpoint_loader` has run (the same prefix
+    matching: lexicographically greater prefixes first, so the empty one,
+    local files, last), without
+    depending on that registration: the project's own readers call this."""
+    filename = str(filename)
+    for prefix in sorted(SCHEME_LOADERS, reverse=True):
+        if re.match(prefix, filename) is not None:
+            return SCHEME_LOADERS[prefix](filename, map_location)
+    raise AssertionError('the empty prefix matches every name')
 
 
 def use_safe_checkpoint_loader() -> None:

@@ -9,6 +9,11 @@ _base_ = [
     './toy_litv2.py',
 ]
 custom_imports = dict(imports=['mmdet_litv2'], allow_failed_imports=False)
+# every guarantee of the project (strict loading, reliability hooks, device
+# adaptation), also under mmdet's / mmseg's own tools/train.py, tools/test.py
+runner_type = 'LITv2Runner'
+# for tools that build mmengine's own Runner (mmseg's tools/test.py)
+custom_hooks = [dict(type='StrictLoadHook'), dict(type='FiniteWeightsHook')]
 
 data_root = 'data/toy/coco/'
 metainfo = dict(

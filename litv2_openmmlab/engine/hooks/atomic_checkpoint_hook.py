@@ -92,51 +92,46 @@ class AtomicCheckpointHook(CheckpointHook):
             self._locked = False
 
     def _save_checkpoint_with_step(self, runner, step, meta):
-        # as CheckpointHook, but: save, then point to it, then delete stale
-        stale = None
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
-                                            self.keep_ckpt_ids[-1] == step):
-            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                stale = self.keep_ckpt_ids.popleft()
-            self.keep_ckpt_ids.append(step)
-            runner.message_hub.update_info('keep_ckpt_ids',
-                                           list(self.keep_ckpt_ids))
-        ckpt_filename = self.filename_tmpl.format(step)
-        self.last_ckpt = self.file_backend.join_path(self.out_dir,
-                                                     ckpt_filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        if self.delete_first and stale is not None and is_main_process():
-            self._remove(stale)
-            stale = None
+        # CheckpointHook's save, whose removal of the checkpoint beyond
+        # max_keep_ckpts (done before it saves) is held back until the new
+        # checkpoint and the pointer to it are written
+        held = []
+        backend = self.file_backend
+        if not self.delete_first:
+            self.file_backend = _HoldRemovals(backend, held)
         try:
-            runner.save_checkpoint(
-                self.out_dir,
-                ckpt_filename,
-                self.file_client_args,
-                save_optimizer=self.save_optimizer,
-                save_param_scheduler=self.save_param_scheduler,
-                meta=meta,
-                by_epoch=self.by_epoch,
-                backend_args=self.backend_args,
-                **self.args)
-            if not is_main_process():
-                return
-            write_atomically(osp.join(runner.work_dir, 'last_checkpoint'),
-                             str(self.last_ckpt).encode())
+            super()._save_checkpoint_with_step(runner, step, meta)
+            if is_main_process():
+                # CheckpointHook wrote the pointer in place; write it again
+                # atomically (a kill in between leaves it whole)
+                write_atomically(osp.join(runner.work_dir, 'last_checkpoint'),
+                                 str(self.last_ckpt).encode())
         except DiskWriteError as err:
             hint = ('' if self.delete_first else
                     '; the previous checkpoint is kept until the new one is '
                     'saved: default_hooks.checkpoint.delete_first=True needs '
                     'no room for that extra checkpoint')
             raise DiskWriteError(err.errno, f'{err.strerror}{hint}') from err
+        finally:
+            self.file_backend = backend
         # the pointer names the new checkpoint: only now drop the stale one
-        if stale is not None:
-            self._remove(stale)
+        for remove, path in held:
+            getattr(backend, remove)(path)
 
-    def _remove(self, step) -> None:
-        path = self.file_backend.join_path(self.out_dir,
-                                           self.filename_tmpl.format(step))
-        if self.file_backend.isfile(path):
-            self.file_backend.remove(path)
-        elif self.file_backend.isdir(path):  # deepspeed: a directory
-            self.file_backend.rmtree(path)
+
+class _HoldRemovals:
+    """A file backend that records ``remove`` / ``rmtree`` calls in
+    ``held`` instead of doing them; everything else goes to ``backend``."""
+
+    def __init__(self, backend, held: list):
+        self._backend = backend
+        self._held = held
+
+    def remove(self, path) -> None:
+        self._held.append(('remove', path))
+
+    def rmtree(self, path) -> None:
+        self._held.append(('rmtree', path))
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)

@@ -1,6 +1,7 @@
 """Starting and ending the process group of a multi-process run without a
 GPU (gloo), and freeing a finished run before the interpreter's teardown.
 What a process says when another one is gone is in ``dist_failure.py``."""
+import atexit
 import datetime
 import gc
 import os
@@ -40,6 +41,9 @@ def init_distributed_without_gpu(cfg: Config, launcher: str) -> None:
     if dist_cfg.get('timeout') is not None:
         dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
     torch.distributed.init_process_group(backend='gloo', **dist_cfg)
+    # tools that do not call free_finished_run themselves (mmdet's and
+    # mmseg's) get it at exit, while the interpreter is still whole
+    atexit.register(free_finished_run)
 
 
 def slurm_to_torch_env() -> None:

@@ -1,6 +1,6 @@
-"""The reliability hooks that ``tools/train.py`` adds to a training config
-(atomic checkpoints, exact resume, stop at a non-finite loss; the hooks are
-in :mod:`litv2_openmmlab.engine.hooks`)."""
+"""The reliability hooks that ``LITv2Runner`` adds to a config (strict
+loading, atomic checkpoints, exact resume, stop at a non-finite loss or at
+non-finite weights; the hooks are in :mod:`litv2_openmmlab.engine.hooks`)."""
 from mmengine.config import Config
 
 from .rank0_log import info_rank0, warn_rank0
@@ -11,7 +11,9 @@ def add_reliability_hooks(cfg: Config, finite_loss_check: bool = True):
 
     * ``default_hooks.checkpoint`` of type ``CheckpointHook`` becomes
       ``AtomicCheckpointHook`` (same arguments; atomic writes);
-    * ``custom_hooks`` gain ``RandomStateHook`` (exact resume),
+    * ``custom_hooks`` gain ``StrictLoadHook`` (``load_from`` and
+      ``resume`` load the whole model strictly), ``RandomStateHook`` (exact
+      resume),
       ``ResumeCheckHook`` (an inexact resume said; a new learning rate
       taken on resume), ``FiniteWeightsHook`` (no loading of NaN weights)
       and, unless ``finite_loss_check`` is false, ``FiniteLossHook``, if
@@ -29,7 +31,8 @@ def add_reliability_hooks(cfg: Config, finite_loss_check: bool = True):
                    'atomically')
     hooks = cfg.get('custom_hooks') or []
     listed = {hook.get('type') for hook in hooks}
-    wanted = ['RandomStateHook', 'ResumeCheckHook', 'FiniteWeightsHook'] + (
+    wanted = ['StrictLoadHook', 'RandomStateHook', 'ResumeCheckHook',
+              'FiniteWeightsHook'] + (
         ['FiniteLossHook'] if finite_loss_check else [])
     for name in wanted:
         if name not in listed:

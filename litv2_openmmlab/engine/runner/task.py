@@ -5,8 +5,6 @@ from importlib import import_module
 
 from mmengine.config import Config
 
-from ...checkpoint.weights_only import use_safe_checkpoint_loader
-
 # task (the config's default_scope) -> the plugin that registers LITv2 there
 PLUGINS = {'mmdet': 'mmdet_litv2', 'mmseg': 'mmseg_litv2'}
 
@@ -32,15 +30,10 @@ def detect_task(cfg: Config, filename: str = 'the config') -> str:
 
 
 def setup_task(task: str) -> None:
-    """Import the task's plugin (registers LITv2 in its ``MODELS``) and read
-    every checkpoint with ``weights_only=True`` and the allow-list."""
+    """Import the task's plugin (registers LITv2 in its ``MODELS``,
+    ``LITv2Runner``, the hooks, and reads every checkpoint as data:
+    :func:`litv2_openmmlab.plugin.install_plugin`)."""
     import_module(PLUGINS[task])
-    use_safe_checkpoint_loader()
     if task == 'mmdet':
         from mmdet.utils import setup_cache_size_limit_of_dynamo
         setup_cache_size_limit_of_dynamo()
-
-
-def task_runners(task: str):
-    """The task's ``RUNNERS`` registry (for configs with ``runner_type``)."""
-    return import_module(f'{task}.registry').RUNNERS

@@ -8,11 +8,12 @@ without any name: a data set with no samples (an empty annotation list, no
 ends in mmengine's ``ValueError: need at least one array to concatenate``,
 and an unreadable annotation file in a bare ``JSONDecodeError``.
 
-:class:`DatasetNamingRunner` is mmengine's ``Runner`` whose
-``build_dataloader`` (used by the train, val and test loops) re-raises any
-failure to build a data set as :class:`DatasetError`, naming the data set's
-type, ``data_root``, ``ann_file`` and ``data_prefix``, and refuses a data set
-with no samples. The original exception stays chained.
+:func:`build_named_dataloader` (``LITv2Runner.build_dataloader``, used by
+the train, val and test loops) is mmengine's ``Runner.build_dataloader``
+that re-raises any failure to build a data set as :class:`DatasetError`,
+naming the data set's type, ``data_root``, ``ann_file`` and
+``data_prefix``, and refuses a data set with no samples. The original
+exception stays chained.
 """
 import copy
 
@@ -63,23 +64,21 @@ def _count_without_serializing(cfg):
         return None
 
 
-class DatasetNamingRunner(Runner):
-    """``Runner`` whose data loaders fail with the data set named."""
-
-    @staticmethod
-    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
-        dataset_cfg = (dataloader.get('dataset')
-                       if isinstance(dataloader, dict) else None)
-        if not isinstance(dataset_cfg, dict):  # a built loader or data set
-            return Runner.build_dataloader(dataloader, seed, diff_rank_seed)
-        try:
-            loader = Runner.build_dataloader(dataloader, seed, diff_rank_seed)
-        except Exception as err:
-            if _count_without_serializing(dataset_cfg) == 0:
-                raise DatasetError(_no_samples(dataset_cfg)) from err
-            raise DatasetError(
-                f'cannot build {describe_dataset(dataset_cfg)}: '
-                f'{type(err).__name__}: {err}') from err
-        if len(loader.dataset) == 0:
-            raise DatasetError(_no_samples(dataset_cfg))
-        return loader
+def build_named_dataloader(dataloader, seed=None, diff_rank_seed=False):
+    """``Runner.build_dataloader(dataloader, seed, diff_rank_seed)`` whose
+    failures name the data set (:class:`DatasetError`)."""
+    dataset_cfg = (dataloader.get('dataset')
+                   if isinstance(dataloader, dict) else None)
+    if not isinstance(dataset_cfg, dict):  # a built loader or data set
+        return Runner.build_dataloader(dataloader, seed, diff_rank_seed)
+    try:
+        loader = Runner.build_dataloader(dataloader, seed, diff_rank_seed)
+    except Exception as err:
+        if _count_without_serializing(dataset_cfg) == 0:
+            raise DatasetError(_no_samples(dataset_cfg)) from err
+        raise DatasetError(
+            f'cannot build {describe_dataset(dataset_cfg)}: '
+            f'{type(err).__name__}: {err}') from err
+    if len(loader.dataset) == 0:
+        raise DatasetError(_no_samples(dataset_cfg))
+    return loader
