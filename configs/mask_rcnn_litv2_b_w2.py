@@ -11,13 +11,3 @@ model = dict(
         use_checkpoint=True,
         init_cfg=dict(checkpoint='https://github.com/ziplab/LITv2/releases/download/v1.0/litv2_b.pth')),  # noqa: E501
     neck=dict(in_channels=[128, 256, 512, 1024]))
-
-# Annotations checked as the data sets are built: dropped, clipped and
-# unknown ones counted and logged (litv2_openmmlab/datasets/checked_coco.py;
-# add strict_annotations=True to a dataset to make them an error). mmdet's
-# base reads dataset_type only while it is read itself, so every data loader
-# names the type.
-dataset_type = 'CheckedCocoDataset'
-train_dataloader = dict(dataset=dict(type=dataset_type))
-val_dataloader = dict(dataset=dict(type=dataset_type))
-test_dataloader = val_dataloader

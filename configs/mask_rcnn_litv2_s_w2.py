@@ -6,32 +6,15 @@ _base_ = [
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
+    './_base_/litv2_s.py',
+    './_base_/litv2_runtime.py',
 ]
 custom_imports = dict(imports=['mmdet_litv2'], allow_failed_imports=False)
-# every guarantee of the project (strict loading, reliability hooks, device
-# adaptation), also under mmdet's / mmseg's own tools/train.py, tools/test.py
-runner_type = 'LITv2Runner'
-# for tools that build mmengine's own Runner (mmseg's tools/test.py)
-custom_hooks = [dict(type='StrictLoadHook'), dict(type='FiniteWeightsHook')]
 
-# ImageNet-1k weights of the backbone; point it at a local file with
-# --cfg-options model.backbone.init_cfg.checkpoint=/path/to/litv2_s.pth
+# LITv2-S with its ImageNet-1k weights (_base_/litv2_s.py)
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='LITv2',
-        embed_dim=96,
-        depths=[2, 2, 6, 2],
-        num_heads=[3, 6, 12, 24],
-        alpha=0.9,
-        local_ws=[0, 0, 2, 1],
-        drop_path_rate=0.2,
-        out_indices=(0, 1, 2, 3),
-        use_checkpoint=False,
-        init_cfg=dict(
-            type='Pretrained',
-            checkpoint='https://github.com/ziplab/LITv2/releases/download/v1.0/litv2_s.pth')),  # noqa: E501
-    neck=dict(in_channels=[96, 192, 384, 768]))
+    backbone={{_base_.litv2_s_backbone}},
+    neck=dict(in_channels={{_base_.litv2_s_widths}}))
 
 # AdamW, no weight decay on the norm layers (LayerNorm, and DTM's BatchNorm),
 # mixed precision with a dynamic loss scale.

@@ -8,13 +8,9 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py',
     './_base_/toy_litv2.py',
+    '../_base_/litv2_runtime.py',
 ]
 custom_imports = dict(imports=['mmseg_litv2'], allow_failed_imports=False)
-# every guarantee of the project (strict loading, reliability hooks, device
-# adaptation), also under mmdet's / mmseg's own tools/train.py, tools/test.py
-runner_type = 'LITv2Runner'
-# for tools that build mmengine's own Runner (mmseg's tools/test.py)
-custom_hooks = [dict(type='StrictLoadHook'), dict(type='FiniteWeightsHook')]
 
 data_root = 'data/toy/seg'
 metainfo = dict(
