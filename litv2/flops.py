@@ -1,4 +1,5 @@
-"""FLOPs of LITv2 models, counted the way the paper's tables were.
+"""FLOPs of LITv2 models, counted the way the paper's tables were: the
+parts that need no OpenMMLab.
 
 The paper's figures come from OpenMMLab's FLOP counter (fvcore's rules, which
 ``mmengine.analysis.FlopAnalyzer`` implements): one multiply-add is one FLOP,
@@ -7,19 +8,25 @@ op the counter has no rule for is left out. Two parts of LITv2 need help:
 
 * HiLo computes both attention products with
   ``F.scaled_dot_product_attention``, which the analyzer has no rule for;
-  :func:`sdpa_flop_jit` counts ``q @ k^T`` and ``attn @ v`` as the reference's
-  explicit matmuls were counted (softmax and scaling are not), so a HiLo layer
-  counts what :func:`litv2.hilo.hilo_flops` says.
+  ``litv2_openmmlab.flops.sdpa_flop_jit`` counts ``q @ k^T`` and
+  ``attn @ v`` as the reference's explicit matmuls were counted (softmax
+  and scaling are not), so a HiLo layer counts what
+  :func:`litv2.hilo.hilo_flops` says.
 * DTM's deformable convolution: the paper's counter did not see it (about
   3.5 G for RetinaNet LITv2-S at 1280x800), while its offset convolution
   (``conv_offset``, a plain conv) was counted. Whatever the analyzer
   attributes to a DTM's ``dconv`` other than ``conv_offset`` (nothing for a
   custom op; sampling and matmuls if the op is written with standard ops) is
   removed, which gives the paper-comparable figure; the complete figure adds
-  the deformable product analytically, ``C_out * C_in * k * k * H_out *
-  W_out`` multiply-adds per image, as for an ordinary convolution.
+  the deformable product analytically (:func:`deform_conv_flops`), ``C_out
+  * C_in * k * k * H_out * W_out`` multiply-adds per image, as for an
+  ordinary convolution.
 
-Usage::
+The counting itself runs mmengine's analyzer, so it lives in the OpenMMLab
+adapter: ``litv2_openmmlab.flops.count_flops`` (``count_flops``,
+``flop_analyzer``, ``sdpa_flop_jit`` and ``LITV2_FLOP_HANDLES`` are still
+found here, imported from there on first use, for the tools that import
+them from this module)::
 
     count = count_flops(model, (inputs,))
     count.paper, count.complete, count.params, count.by_module['backbone']
@@ -27,31 +34,9 @@ Usage::
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Tuple
 
-from mmengine.analysis import FlopAnalyzer
-from mmengine.analysis.jit_handles import get_shape
-from torch import nn
-
-from .dtm import DeformableTokenMerging
-
-
-def sdpa_flop_jit(inputs: List, outputs: List) -> int:
-    """Multiply-adds of ``aten::scaled_dot_product_attention``:
-    ``q @ k^T`` (L * S * E per head) plus ``attn @ v`` (L * S * Ev)."""
-    q_shape, k_shape, v_shape = (get_shape(v) for v in inputs[:3])
-    *batch, length, embed = q_shape
-    source = k_shape[-2]
-    value_embed = v_shape[-1]
-    n = 1
-    for b in batch:
-        n *= b
-    return n * length * source * (embed + value_embed)
-
-
-# Rules added to mmengine's defaults (op name -> handle).
-LITV2_FLOP_HANDLES = {
-    'aten::scaled_dot_product_attention': sdpa_flop_jit,
-}
-
+# Found here, defined in litv2_openmmlab.flops (they need mmengine).
+_OPENMMLAB_NAMES = ('LITV2_FLOP_HANDLES', 'count_flops', 'flop_analyzer',
+                    'sdpa_flop_jit')
 
 def deform_conv_flops(in_channels: int, out_channels: int, kernel_size: int,
                       stride: int, height: int, width: int,
@@ -63,16 +48,6 @@ def deform_conv_flops(in_channels: int, out_channels: int, kernel_size: int,
     out_w = (width - kernel_size) // stride + 1
     return (batch * out_channels * in_channels * kernel_size * kernel_size *
             out_h * out_w)
-
-
-def flop_analyzer(model: nn.Module, inputs: Tuple) -> FlopAnalyzer:
-    """mmengine's analyzer with :data:`LITV2_FLOP_HANDLES`, quiet about the
-    ops and modules it does not count (RoI ops, NMS, unused heads)."""
-    analyzer = FlopAnalyzer(model, inputs)
-    analyzer.set_op_handle(**LITV2_FLOP_HANDLES)
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    return analyzer
 
 
 @dataclass
@@ -96,62 +71,11 @@ class FlopCount:
     def complete_of(self, module_name: str) -> int:
         """FLOPs of a module including the deformable products inside it."""
         return self.by_module.get(module_name, 0) + sum(
-            v for k, v in self.dtm.items() if _inside(k, module_name))
+            v for k, v in self.dtm.items() if is_within(k, module_name))
 
 
-def _inside(name: str, scope: str) -> bool:
+def is_within(name: str, scope: str) -> bool:
     return scope == '' or name == scope or name.startswith(scope + '.')
-
-
-def count_flops(model: nn.Module, inputs: Tuple) -> FlopCount:
-    """Count ``model(*inputs)`` (traced once, in the model's current mode)."""
-    dtms = {name: m.dconv for name, m in model.named_modules()
-            if isinstance(m, DeformableTokenMerging)}
-    in_shapes = {}  # dconv name -> shape of its input, seen while tracing
-
-    def recorder(name):
-        def hook(module, args):
-            # int(): while tracing, sizes are 0-dim tensors
-            in_shapes.setdefault(name, tuple(int(s) for s in args[0].shape))
-        return hook
-
-    hooks = [
-        dconv.register_forward_pre_hook(
-            recorder(f'{name}.dconv' if name else 'dconv'))
-        for name, dconv in dtms.items()
-    ]
-    try:
-        analyzer = flop_analyzer(model, inputs)
-        by_module = dict(analyzer.by_module())
-    finally:
-        for hook in hooks:
-            hook.remove()
-
-    # Remove what the analyzer attributed to the deformable product (keep
-    # conv_offset) from the dconv and every module that contains it.
-    excluded = {
-        name: by_module.get(name, 0) - by_module.get(f'{name}.conv_offset', 0)
-        for name in in_shapes
-    }
-    corrected = {
-        module: flops - sum(v for k, v in excluded.items()
-                            if _inside(k, module))
-        for module, flops in by_module.items()
-    }
-    dtm = {}
-    for name, shape in in_shapes.items():
-        dconv = model.get_submodule(name)
-        dtm[name] = deform_conv_flops(
-            dconv.in_channels, dconv.out_channels, dconv.kernel_size,
-            dconv.stride, shape[2], shape[3], batch=shape[0])
-    paper = corrected.get('', 0)
-    return FlopCount(
-        paper=paper,
-        complete=paper + sum(dtm.values()),
-        params=sum(p.numel() for p in model.parameters()),
-        by_module=corrected,
-        dtm=dtm,
-        unsupported=dict(analyzer.unsupported_ops()))
 
 
 def backbone_stages(backbone_prefix: str, num_stages: int) -> List[str]:
@@ -177,3 +101,13 @@ def per_stage(count: FlopCount, names: Iterable[str],
     if paper_rest or complete_rest:
         rows.append(('other', paper_rest, complete_rest))
     return rows
+
+
+def __getattr__(name):
+    # The counting functions, for the importers of this module that predate
+    # litv2_openmmlab.flops; imported on first use, so that importing
+    # litv2.flops needs no OpenMMLab.
+    if name in _OPENMMLAB_NAMES:
+        from litv2_openmmlab import flops
+        return getattr(flops, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
