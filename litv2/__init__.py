@@ -8,6 +8,11 @@ the ImageNet classifiers ``litv2_s/m/b/b_384`` in timm's model registry, and
 does nothing else (no mmengine hooks, no checkpoint loaders: those belong to
 the plugins and tools).
 
+The inference fast paths (oneDNN linear, the FFN half in pieces, in-place
+GELU, channels-last stem) are in ``litv2.fast_paths``, on by default;
+``litv2.set_fast_paths(False)`` (or ``with litv2.using_fast_paths(False):``,
+or ``LITV2_FAST_PATHS=0`` in the environment) leaves the plain ops.
+
 ``litv2.LITv2``, the mmdet/mmseg backbone (an mmengine ``BaseModule``), is
 ``litv2_openmmlab.LITv2``, imported on first use: it needs mmengine and mmcv.
 """
@@ -19,6 +24,7 @@ from .backbone import LITv2Backbone
 from .blocks import ConvFFN, LITv2Block
 from .classifier import LITv2Classifier
 from .dtm import DeformableTokenMerging, DeformConv2dWithBias
+from .fast_paths import set_fast_paths, use_fast_paths, using_fast_paths
 from .hilo import HiLo, hilo_flops, hilo_head_split
 from .trunk import LITv2Trunk
 
@@ -50,5 +56,6 @@ __all__ = [
     'LITv2Backbone', 'LITv2Classifier', 'LITv2Trunk', 'HiLo', 'hilo_flops',
     'hilo_head_split', 'ConvFFN', 'LITv2Block', 'DeformableTokenMerging',
     'DeformConv2dWithBias', 'LITV2_ARCHS', 'local_windows',
-    'register_timm_models'
+    'register_timm_models', 'set_fast_paths', 'use_fast_paths',
+    'using_fast_paths'
 ]

@@ -130,21 +130,20 @@ class LITv2Backbone(LITv2Trunk):
                          f'{key_summary(sorted(missing))}')
         return notes
 
+    def stage_output(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Stage ``i``'s output as the backbone returns it: through its
+        output norm (stages after the first), as an NCHW map."""
+        if i > 0:
+            x = getattr(self, f'norm{i}')(x)
+        return x.permute(0, 3, 1, 2).contiguous()
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """``x``: ``(B, C, H, W)`` images; returns a tuple of NCHW maps."""
-        x = self.patch_embed(x)
-        outs = []
-        last = max(self.out_indices)
-        # Stop after the last stage asked for, as the classifier does: the
-        # stages after it would only cost time (and without the DTM between
-        # them they would get the previous stage's width).
-        for i, stage in enumerate(self.layers[:last + 1]):
-            x = stage(x)
-            if i in self.out_indices:
-                out = getattr(self, f'norm{i}')(x) if i > 0 else x
-                outs.append(out.permute(0, 3, 1, 2).contiguous())
-            if i < last:
-                x = stage.downsample(x)
+        # Up to the last stage asked for: the stages after it would only
+        # cost time (and without the DTM between them they would get the
+        # previous stage's width).
+        _, outs = self.forward_stages(x, list(self.out_indices),
+                                      max(self.out_indices))
         return tuple(outs)
 
 

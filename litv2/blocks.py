@@ -5,9 +5,10 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from . import fast_paths
+from .fast_paths import GELU, Linear
 from .hilo import HiLo
-from .layers import DropPath, gelu_unless_recorded, graph_being_recorded
-from .onednn import Linear
+from .layers import DropPath
 
 
 class TokenDepthwiseConv(nn.Module):
@@ -35,79 +36,24 @@ class TokenDepthwiseConv(nn.Module):
         return self.dwconv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
-# The FFN half of a block, whose widest tensor is ConvFFN's hidden activation
-# (4x the channels), is computed in pieces of about this many bytes of it
-# when it is evaluated piecewise (see ``in_pieces``).
-PIECE_BYTES = 8 * 2**20
-
-
 class ConvFFN(nn.Module):
-    """fc1 -> depthwise 3x3 conv -> GELU -> fc2 (no activation after fc1)."""
+    """fc1 -> depthwise 3x3 conv -> GELU -> fc2 (no activation after fc1).
+
+    ``Linear`` and ``GELU`` are ``nn.Linear`` and ``nn.GELU`` with the
+    inference fast paths of :mod:`litv2.fast_paths`.
+    """
 
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0):
         super().__init__()
         self.fc1 = Linear(dim, hidden_dim)
         self.dwconv = TokenDepthwiseConv(hidden_dim)
-        self.act = nn.GELU()
+        self.act = GELU()
         self.fc2 = Linear(hidden_dim, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = gelu_unless_recorded(self.dwconv(self.fc1(x)),
-                                 self.act.approximate)
+        x = self.act(self.dwconv(self.fc1(x)))
         return self.drop(self.fc2(self.drop(x)))
-
-
-def pieces_apply(x: torch.Tensor, training: bool) -> bool:
-    """Whether a block's FFN half runs piecewise: CPU inference (no grad,
-    eval mode: stochastic depth draws per image), and no tracer, compiler
-    or TorchScript that records the whole-map graph. (The tracer test comes
-    first: under torch.fx ``x`` is a Proxy.)"""
-    return (not training and not torch.is_grad_enabled()
-            and not graph_being_recorded() and x.device.type == 'cpu')
-
-
-def in_pieces(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-              hidden: int, piece_bytes: int) -> torch.Tensor:
-    """``fn(x)`` for a ``fn`` that acts on each token of a ``(B, H, W, C)``
-    map and its 3x3 neighbourhood (a block's FFN half: norm, ConvFFN with
-    ``hidden`` channels, residual add), computed on pieces of ``x`` whose
-    hidden activation takes about ``piece_bytes``: whole images when one
-    fits, otherwise strips of rows of one image, each with the row above
-    and below (the depthwise conv's reach), cropped off again. Every token
-    is computed as in the whole map: the conv sees the same neighbours
-    (zeros only at the map's own border). The pieces write into one output,
-    so the widest tensors stay in the CPU's caches instead of going to
-    memory (fc1, conv, GELU, fc2, and the norm and add around them).
-
-    Maps whose hidden activation is under two and a half pieces are done
-    whole (the strips' extra rows and the smaller matmuls would cost more
-    than they save). On a 2-core AMD EPYC, 8 MB pieces of ConvFFN alone
-    took LITv2-S's stage-1 FFN from 112 to 63 ms (16x56x56) and from 158
-    to 98 ms (1x200x320), stage 2 from 71 to 58 / 88 to 75 ms; taking the
-    norm and the residual add into the pieces, a stage-1 block at 1x200x320
-    went from 139 to 109 ms. The break-even lies near the threshold: a
-    stage-3 block at 1x50x80 (2.9 pieces) went from 133 to 125 ms, one at
-    16x14x14 (2.3 pieces) from 62 to 66 ms (medians of interleaved runs).
-    """
-    b, h, w, _ = x.shape
-    row_bytes = w * hidden * x.element_size()
-    if 2 * b * h * row_bytes < 5 * piece_bytes:
-        return fn(x)
-    out = torch.empty_like(x)
-    if h * row_bytes <= piece_bytes:
-        images = piece_bytes // (h * row_bytes)
-        for first in range(0, b, images):
-            out[first:first + images] = fn(x[first:first + images])
-        return out
-    rows = max(1, piece_bytes // row_bytes)
-    for i in range(b):
-        for top in range(0, h, rows):
-            bottom = min(top + rows, h)
-            lo, hi = max(top - 1, 0), min(bottom + 1, h)
-            piece = fn(x[i:i + 1, lo:hi])
-            out[i:i + 1, top:bottom] = piece[:, top - lo:bottom - lo]
-    return out
 
 
 class LITv2Block(nn.Module):
@@ -145,11 +91,12 @@ class LITv2Block(nn.Module):
         # time, so it does not compile the attention of blocks without one.
         if hasattr(self, 'attn'):
             x = x + self.drop_path(self.attn(self.norm1(x)))
-        # CPU inference on large maps: the FFN half piece by piece (cache
-        # blocking, same values); elsewhere the whole map at once. (A nested
-        # test: TorchScript skips only a branch under is_scripting alone.)
+        # CPU inference on a large map: the FFN half piece by piece, same
+        # values (litv2.fast_paths). (Nested: TorchScript skips a branch only
+        # under is_scripting alone.)
         if not torch.jit.is_scripting():
-            if pieces_apply(x, self.training):
-                return in_pieces(self.ffn_residual, x,
-                                 self.mlp.fc1.out_features, PIECE_BYTES)
+            if fast_paths.pieces_apply(x, self.training):
+                return fast_paths.in_pieces(self.ffn_residual, x,
+                                            self.mlp.fc1.out_features,
+                                            fast_paths.PIECE_BYTES)
         return self.ffn_residual(x)

@@ -157,19 +157,13 @@ class LITv2Classifier(LITv2Trunk):
         take_indices, max_index = stage_indices(len(self.layers), indices)
         last = len(self.layers) - 1
         stop = max_index if stop_early or intermediates_only else last
-        intermediates: List[torch.Tensor] = []
-        x = self.patch_embed(x)
-        for i, stage in enumerate(self.layers):
-            if i > stop:
-                break
-            x = stage(x)
-            if i in take_indices:
-                out = self.norm(x) if norm and i == last else x
-                if output_fmt == 'NCHW':
-                    out = out.permute(0, 3, 1, 2).contiguous()
-                intermediates.append(out)
-            if stage.downsample is not None and i < stop:
-                x = stage.downsample(x)
+        x, intermediates = self.forward_stages(x, take_indices, stop)
+        # In stage order: the last stage's output, if taken, comes last.
+        if norm and last in take_indices:
+            intermediates[-1] = self.norm(intermediates[-1])
+        if output_fmt == 'NCHW':
+            for j, out in enumerate(intermediates):
+                intermediates[j] = out.permute(0, 3, 1, 2).contiguous()
         if intermediates_only:
             return intermediates
         if stop == last:
@@ -198,11 +192,8 @@ class LITv2Classifier(LITv2Trunk):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, C, H, W)`` -> normalised last-stage map
         ``(B, H/32, W/32, C_last)``."""
-        x = self.patch_embed(x)
-        for stage in self.layers:
-            x = stage(x)
-            if stage.downsample is not None:
-                x = stage.downsample(x)
+        no_outputs: List[int] = []
+        x, _ = self.forward_stages(x, no_outputs, len(self.layers) - 1)
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor,

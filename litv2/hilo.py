@@ -16,13 +16,35 @@ Tokens are kept as ``(B, H, W, C)`` maps: linear layers act on the last axis
 and the window / pooling reshapes need the 2-D layout anyway.
 """
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fast_paths import Linear
 from .layers import crop_tokens, pad_to_multiple
-from .onednn import Linear
+
+
+def check_alpha(alpha) -> None:
+    """Raise ``ValueError`` unless ``alpha`` (the share of HiLo's heads
+    given to Lo-Fi) is a number in [0, 1]."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise ValueError(f'alpha must be a number, got {alpha!r} '
+                         f'({type(alpha).__name__})')
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f'alpha must be in [0, 1], got {alpha}')
+
+
+def check_num_heads(num_heads, dim: int, name: str = 'num_heads',
+                    width: str = '') -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``num_heads`` is a
+    positive int dividing ``dim`` (described as ``width``, by default
+    ``dim=<dim>``)."""
+    if (isinstance(num_heads, bool) or not isinstance(num_heads, int)
+            or num_heads < 1 or dim % num_heads):
+        raise ValueError(f'{name}={num_heads!r} must be a positive divisor '
+                         f'of {width or f"dim={dim}"}')
 
 
 def hilo_head_split(num_heads: int, window_size: int, alpha: float):
@@ -72,15 +94,13 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """``softmax(q k^T * scale) v`` over short sequences: Hi-Fi's windows of
     ``s * s`` tokens.
 
-    Written as two batched matmuls: for sequences this short the fused
-    ``F.scaled_dot_product_attention`` kernel loses to them on CPU (AMD
-    EPYC, 1 thread; 4 tokens, forward: 1.3x in fp32, 3.7x in bf16;
-    forward + backward: 1.5x / 2.6x; 16 tokens, bf16, forward + backward:
-    8.8x), and the attention
-    matrix is no larger than ``q``. The softmax runs in at least fp32 (bf16
-    scores are rounded to 8 bits); fp16 keeps the fused kernel, which
-    accumulates in fp32, because fp16 scores overflow at 65504. The dtype
-    test makes this a leaf for ``torch.fx`` (``litv2.timm_models``).
+    Two batched matmuls: for sequences this short they beat the fused
+    ``F.scaled_dot_product_attention`` on CPU (``docs/measuring.md``), and
+    the attention matrix is no larger than ``q``. The softmax runs in at
+    least fp32 (bf16 scores are rounded to 8 bits); fp16 keeps the fused
+    kernel, which accumulates in fp32, because fp16 scores overflow at
+    65504. The dtype test makes this a leaf for ``torch.fx``
+    (``litv2.timm_models``).
     """
     if q.dtype == torch.float16:
         # SDPA_MAX_CUDA_BATCH, written out: TorchScript reads no global
@@ -132,13 +152,11 @@ class HiLo(nn.Module):
                  alpha: float = 0.9, qkv_bias: bool = True, qk_scale=None,
                  attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f'dim ({dim}) must be divisible by num_heads '
-                             f'({num_heads})')
-        if window_size < 1:
-            raise ValueError(f'window_size must be >= 1, got {window_size}')
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f'alpha must be in [0, 1], got {alpha}')
+        check_num_heads(num_heads, dim)
+        if not isinstance(window_size, int) or window_size < 1:
+            raise ValueError(f'window_size must be an int >= 1, got '
+                             f'{window_size!r}')
+        check_alpha(alpha)
         head_dim = dim // num_heads
         self.dim = dim
         self.num_heads = num_heads

@@ -1,5 +1,5 @@
 """Small plain-PyTorch pieces of the LITv2 model: stochastic depth, the
-input-size dependent padding, and the test for a graph being recorded.
+input-size dependent padding, and the gradient layout of a stage's output.
 
 The padding helpers decide from the input's size whether to pad. That
 decision is data-dependent control flow for ``torch.fx``, so each one is a
@@ -10,23 +10,6 @@ must not start with ``_``: FX only wraps public module-level functions.
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-try:
-    from torch.fx._symbolic_trace import is_fx_symbolic_tracing
-except ImportError:  # PyTorch before 2.5 has only the older name
-    from torch.fx._symbolic_trace import (
-        is_fx_tracing as is_fx_symbolic_tracing,
-    )
-
-
-def graph_being_recorded() -> bool:
-    """Whether torch.fx, ``torch.jit.trace`` or ``torch.compile`` is
-    recording the model: the CPU inference paths (``litv2.onednn``,
-    ``litv2.blocks.in_pieces``) then step aside, so that the recorded graph
-    holds the plain ops. Safe to call first where the input may be an FX
-    Proxy."""
-    return (is_fx_symbolic_tracing() or torch.jit.is_tracing()
-            or torch.compiler.is_compiling())
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int,
@@ -91,16 +74,6 @@ def contiguous_grad(x: torch.Tensor) -> torch.Tensor:
         if x.requires_grad:
             return _ContiguousGrad.apply(x)
     return x
-
-
-def gelu_unless_recorded(x: torch.Tensor,
-                         approximate: str = 'none') -> torch.Tensor:
-    """GELU; in place when autograd records nothing (inference), which
-    spares a fresh buffer the size of the input (in ConvFFN the block's
-    widest tensor, 4x the channels). Same values as ``F.gelu``."""
-    if x.requires_grad:
-        return F.gelu(x, approximate=approximate)
-    return torch.ops.aten.gelu_(x, approximate=approximate)
 
 
 def drop_path(x: torch.Tensor, drop_prob: float = 0.0,

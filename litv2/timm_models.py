@@ -28,7 +28,6 @@ from timm.models import (
 from timm.models._hub import download_cached_file
 
 from .archs import LITV2_ARCHS, local_windows
-from .blocks import ConvFFN
 from .checkpoint import (
     check_state_dict_fits,
     read_checkpoint_file,
@@ -36,6 +35,7 @@ from .checkpoint import (
 )
 from .classifier import LITv2Classifier
 from .dtm import DeformConv2dWithBias
+from .fast_paths import GELU, Linear, channels_last_image
 from .hilo import window_attention
 from .layers import (
     contiguous_grad,
@@ -43,42 +43,43 @@ from .layers import (
     pad_to_min_size,
     pad_to_multiple,
 )
-from .onednn import Linear
+from .paper_figures import CLASSIFIERS, weights_url
 
 # torch.fx (timm's features_only='fx', FX feature extraction): the padding
 # helpers decide on the input size, contiguous_grad on requires_grad,
-# window_attention on the dtype; each is kept as one call in the graph.
+# window_attention on the dtype, channels_last_image on grad mode; each is
+# kept as one call in the graph.
 # The deformable conv is one leaf module (it checks its input size and
-# builds its sampling grid from it), and so are ConvFFN (its GELU is in
-# place when nothing records gradients) and Linear (it decides from the
-# device and grad mode how to compute).
+# builds its sampling grid from it), and so are the two modules of the
+# inference fast paths (litv2.fast_paths): traced through, they would
+# record the plain ops, and a graph run in inference would round
+# differently from eager (timm's FX test asks for equal outputs).
 for _fn in (pad_to_multiple, crop_tokens, pad_to_min_size, contiguous_grad,
-            window_attention):
+            window_attention, channels_last_image):
     register_notrace_function(_fn)
 del _fn
 register_notrace_module(DeformConv2dWithBias)
-register_notrace_module(ConvFFN)
+register_notrace_module(GELU)
 register_notrace_module(Linear)
 
-_RELEASE = 'https://github.com/ziplab/LITv2/releases/download/v1.0/'
-
-# Per model: architecture, stochastic depth of the reference's ImageNet
-# configs, and the released weights. The paper's classifiers use HiLo with
-# window 2 and alpha 0.9.
+# Per model: architecture and stochastic depth of the reference's ImageNet
+# configs (resolution and released weights: litv2.paper_figures). The
+# paper's classifiers use HiLo with window 2 and alpha 0.9.
 _MODELS = {
-    'litv2_s': dict(arch='s', drop_path_rate=0.2, file='litv2_s.pth'),
-    'litv2_m': dict(arch='m', drop_path_rate=0.3, file='litv2_m.pth'),
-    'litv2_b': dict(arch='b', drop_path_rate=0.5, file='litv2_b.pth'),
-    'litv2_b_384': dict(arch='b', drop_path_rate=0.5,
-                        file='litv2_b_384.pth'),
+    'litv2_s': dict(arch='s', drop_path_rate=0.2),
+    'litv2_m': dict(arch='m', drop_path_rate=0.3),
+    'litv2_b': dict(arch='b', drop_path_rate=0.5),
+    'litv2_b_384': dict(arch='b', drop_path_rate=0.5),
 }
 
 
-def _cfg(file: str, input_size: int = 224, **overrides) -> dict:
+def _cfg(variant: str, **overrides) -> dict:
     # Evaluation transform of the reference: bicubic resize of the short side
     # to 256/224 of the crop, centre crop (224); B-384 squashes the whole
     # image to 384 x 384 without cropping.
-    cfg = dict(url=_RELEASE + file,
+    paper = CLASSIFIERS[variant]
+    input_size = paper.resolution
+    cfg = dict(url=weights_url(paper.weights),
                num_classes=1000,
                input_size=(3, input_size, input_size),
                pool_size=(input_size // 32, input_size // 32),
@@ -97,11 +98,11 @@ def _cfg(file: str, input_size: int = 224, **overrides) -> dict:
 
 
 default_cfgs = generate_default_cfgs({
-    'litv2_s.in1k': _cfg(_MODELS['litv2_s']['file']),
-    'litv2_m.in1k': _cfg(_MODELS['litv2_m']['file']),
-    'litv2_b.in1k': _cfg(_MODELS['litv2_b']['file']),
-    'litv2_b_384.in1k': _cfg(_MODELS['litv2_b_384']['file'], 384,
-                             crop_pct=1.0, crop_mode='squash'),
+    'litv2_s.in1k': _cfg('litv2_s'),
+    'litv2_m.in1k': _cfg('litv2_m'),
+    'litv2_b.in1k': _cfg('litv2_b'),
+    'litv2_b_384.in1k': _cfg('litv2_b_384', crop_pct=1.0,
+                             crop_mode='squash'),
 })
 
 

@@ -4,7 +4,7 @@ patch embedding, then per stage a stack of blocks followed (except in the
 last stage) by deformable token merging. Plain PyTorch."""
 import math
 import numbers
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.utils.checkpoint as cp
@@ -12,6 +12,8 @@ from torch import nn
 
 from .blocks import LITv2Block
 from .dtm import DeformableTokenMerging
+from .fast_paths import channels_last_image
+from .hilo import check_alpha, check_num_heads
 from .layers import contiguous_grad, pad_to_multiple
 
 
@@ -32,14 +34,9 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = pad_to_multiple(x, self.patch_size)
-        if not torch.is_grad_enabled():
-            # A channels-last image makes the conv write (B, H, W, C): the
-            # permute below is then contiguous and the norm reads it as it
-            # is (LITv2-S on an AMD EPYC: 1x3x800x1280 14.4 -> 6.5 ms,
-            # 64x3x224x224 130 -> 69 ms). Inference only: in training on
-            # CUDA the weight gradient would come back channels-last too,
-            # unlike DDP's bucket view of it.
-            x = x.contiguous(memory_format=torch.channels_last)
+        # In inference, a channels-last image: the conv then writes the
+        # (B, H, W, C) tokens directly (litv2.fast_paths).
+        x = channels_last_image(x)
         x = self.proj(x).permute(0, 2, 3, 1)
         if self.norm is not None:
             return self.norm(x)
@@ -117,15 +114,13 @@ def check_trunk_args(embed_dim, depths, num_heads, local_ws, has_msa, alpha,
         if not isinstance(value, int) or value <= 0:
             raise ValueError(f'{name} must be a positive int, got '
                              f'{value!r}')
-    for name, value in (('alpha', alpha), ('mlp_ratio', mlp_ratio),
-                        ('drop_rate', drop_rate),
+    check_alpha(alpha)
+    for name, value in (('mlp_ratio', mlp_ratio), ('drop_rate', drop_rate),
                         ('attn_drop_rate', attn_drop_rate),
                         ('drop_path_rate', drop_path_rate)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ValueError(f'{name} must be a number, got {value!r} '
                              f'({type(value).__name__})')
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f'alpha must be in [0, 1], got {alpha}')
     if mlp_ratio <= 0:
         raise ValueError(f'mlp_ratio must be > 0, got {mlp_ratio}')
     for name, rate in (('drop_rate', drop_rate),
@@ -145,12 +140,10 @@ def check_trunk_args(embed_dim, depths, num_heads, local_ws, has_msa, alpha,
                 f'has_msa[{i}]={has_msa[i]} disagrees with local_ws[{i}]='
                 f'{local_ws[i]}: a stage has attention exactly when its '
                 'window is >= 1')
-        dim = embed_dim * 2**i
-        if local_ws[i] > 0 and (not isinstance(num_heads[i], int)
-                                or num_heads[i] < 1 or dim % num_heads[i]):
-            raise ValueError(f'num_heads[{i}]={num_heads[i]!r} must be a '
-                             f'positive divisor of the stage width '
-                             f'{dim} (embed_dim * 2**{i})')
+        if local_ws[i] > 0:
+            dim = embed_dim * 2**i
+            check_num_heads(num_heads[i], dim, f'num_heads[{i}]',
+                            f'the stage width {dim} (embed_dim * 2**{i})')
 
 
 class LITv2Trunk(nn.Module):
@@ -168,15 +161,18 @@ class LITv2Trunk(nn.Module):
         qkv_bias: bias in HiLo's q/k/v projections.
         qk_scale: override of the attention scale ``head_dim ** -0.5``.
         drop_rate: dropout after HiLo's and ConvFFN's projections.
-        attn_drop_rate: dropout on attention probabilities.
+        attn_drop_rate: dropout on attention probabilities (the reference
+            accepted it without using it; its configs all set 0).
         drop_path_rate: stochastic depth, growing linearly from 0 over all
             blocks.
         alpha: share of each HiLo layer's heads given to Lo-Fi, in [0, 1].
         local_ws: HiLo window size ``s`` per stage; 0 = no attention in that
             stage, 1 = plain global multi-head self-attention.
         has_msa: optional per-stage attention flags, as the reference configs
-            give them; must agree with ``local_ws``.
-        use_checkpoint: gradient checkpointing of every block.
+            give them; must agree with ``local_ws`` (derived from it if
+            None).
+        use_checkpoint: gradient checkpointing of every block (saves
+            memory).
         patch_norm: norm after the patch embedding.
         in_channels: image channels.
         patch_size: side of the patch embedding's patches.
@@ -245,3 +241,31 @@ class LITv2Trunk(nn.Module):
         """Gradient checkpointing of every block (in grad mode)."""
         for stage in self.layers:
             stage.use_checkpoint = enable
+
+    def forward_stages(self, x: torch.Tensor, take: List[int],
+                       stop: int) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """The stage loop of every model on the trunk.
+
+        Patch embedding, then stages ``0 .. stop``, each followed by its DTM
+        except the last one run. Returns the output of stage ``stop``
+        (``(B, H, W, C)``, before any DTM) and, in stage order,
+        :meth:`stage_output` of each stage in ``take``.
+        """
+        x = self.patch_embed(x)
+        outs: List[torch.Tensor] = []
+        for i, stage in enumerate(self.layers):
+            if i <= stop:
+                x = stage(x)
+                if i in take:
+                    outs.append(self.stage_output(i, x))
+                if i < stop:
+                    # (nested: TorchScript compiles the last stage's body
+                    # only if its missing DTM is tested on its own)
+                    if stage.downsample is not None:
+                        x = stage.downsample(x)
+        return x, outs
+
+    def stage_output(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """What :meth:`forward_stages` keeps of stage ``i``'s output ``x``:
+        ``x`` itself here; the backbone overrides it."""
+        return x

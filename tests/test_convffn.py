@@ -5,7 +5,8 @@ fp32's."""
 import pytest
 import torch
 
-from litv2.blocks import PIECE_BYTES, ConvFFN, LITv2Block, in_pieces
+from litv2.blocks import ConvFFN, LITv2Block
+from litv2.fast_paths import PIECE_BYTES, in_pieces
 
 
 def _ffn(dim, dtype=torch.float64):

@@ -1,4 +1,4 @@
-"""``litv2.onednn.Linear``: oneDNN's matmul in float32 CPU inference, the
+"""``litv2.fast_paths.Linear``: oneDNN's matmul in float32 CPU inference, the
 plain ``F.linear`` everywhere else, the same values and parameters as
 ``nn.Linear`` in both."""
 import pytest
@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from litv2 import onednn
-from litv2.onednn import Linear, onednn_applies
+from litv2 import fast_paths
+from litv2.fast_paths import Linear, onednn_applies
 
-needs_onednn = pytest.mark.skipif(not onednn.ONEDNN_AVAILABLE,
+needs_onednn = pytest.mark.skipif(not fast_paths.ONEDNN_AVAILABLE,
                                   reason='this PyTorch has no oneDNN linear')
 
 

@@ -13,10 +13,10 @@ import torch
 import mmdet_litv2  # noqa: F401,E402  (LITv2 in mmdet's registry)
 from litv2 import LITV2_ARCHS, LITv2Classifier, local_windows
 from litv2.checkpoint import CheckpointMismatchError
-from litv2.flops import count_flops
 from litv2.paper_figures import CLASSIFIERS, RELEASE_URL
 from litv2.testing.reference import build_reference_backbone, randomize_
 from litv2.timm_models import _MODELS, checkpoint_filter_fn
+from litv2_openmmlab.flops import count_flops
 from tests.utils import TINY_ARCH, rel_err, tiny_kwargs
 
 # The paper's classifiers, each registered in timm under its name.
@@ -104,8 +104,7 @@ def test_flops_match_the_paper(paper_models):
 
 
 def test_pretrained_cfgs():
-    assert _MODELS['litv2_b_384'] == dict(_MODELS['litv2_b'],
-                                          file='litv2_b_384.pth')
+    assert _MODELS['litv2_b_384'] == _MODELS['litv2_b']
     expected_dpr = dict(litv2_s=0.2, litv2_m=0.3, litv2_b=0.5,
                         litv2_b_384=0.5)
     for name in NAMES:
