@@ -5,7 +5,7 @@ configs' ``window_size`` / ``ape``)."""
 import copy
 import functools
 import warnings
-from typing import Optional, Sequence
+from typing import Optional
 
 from mmcv.cnn import build_norm_layer
 from mmengine.logging import print_log
@@ -46,31 +46,14 @@ class LITv2(LITv2Backbone, BaseModule):
     ImageNet, detection and segmentation checkpoints load unchanged.
 
     Args:
-        embed_dim: channels of stage 1; stage ``i`` has ``embed_dim * 2**i``.
-        depths: blocks per stage.
-        num_heads: attention heads per stage.
-        mlp_ratio: hidden width of ConvFFN relative to its input.
-        qkv_bias: bias in HiLo's q/k/v projections.
-        qk_scale: override of the attention scale ``head_dim ** -0.5``.
-        drop_rate: dropout after HiLo's and ConvFFN's projections.
-        attn_drop_rate: dropout on attention probabilities (the reference
-            accepted it without using it; its configs all set 0).
-        drop_path_rate: stochastic depth, growing linearly from 0 over all
-            blocks.
-        alpha: share of each HiLo layer's heads given to Lo-Fi, in [0, 1].
-        local_ws: HiLo window size ``s`` per stage; 0 = no attention in that
-            stage, 1 = plain global multi-head self-attention.
-        has_msa: optional per-stage attention flags, as the reference configs
-            give them; must agree with ``local_ws`` (derived from it if None).
-        out_indices: stages whose features are returned.
-        frozen_stages: freeze the patch embedding (0) and stages
-            ``0 .. frozen_stages - 1`` with their DTM and output norm; -1
-            freezes nothing.
-        use_checkpoint: gradient checkpointing of every block (saves memory).
-        patch_norm: LayerNorm after the patch embedding.
-        in_channels: image channels.
-        patch_size: side of the patch embedding's patches.
-        norm_cfg: the token norm layers (LayerNorm by default).
+        **backbone_kwargs: the architecture and the outputs, as
+            :class:`litv2.LITv2Backbone` takes them and
+            :class:`litv2.trunk.LITv2Trunk` documents them (``embed_dim``,
+            ``depths``, ``num_heads``, ``alpha``, ``local_ws``,
+            ``out_indices``, ``frozen_stages``, ``drop_path_rate``, ...),
+            with the same defaults.
+        norm_cfg: the token norm layers (LayerNorm by default), built by
+            mmcv's ``build_norm_layer``.
         dtm_norm_cfg: the norm after each DTM (BatchNorm by default).
         window_size: accepted because the reference configs pass
             ``window_size=7`` (left over from Swin); it has no meaning in LITv2
@@ -84,44 +67,25 @@ class LITv2(LITv2Backbone, BaseModule):
     """
 
     def __init__(self,
-                 embed_dim: int = 96,
-                 depths: Sequence[int] = (2, 2, 6, 2),
-                 num_heads: Sequence[int] = (3, 6, 12, 24),
-                 mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 drop_rate: float = 0.0,
-                 attn_drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.2,
-                 alpha: float = 0.9,
-                 local_ws: Sequence[int] = (0, 0, 2, 1),
-                 has_msa: Optional[Sequence[int]] = None,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 use_checkpoint: bool = False,
-                 patch_norm: bool = True,
-                 in_channels: int = 3,
-                 patch_size: int = 4,
+                 *,
                  norm_cfg: dict = dict(type='LN'),
                  dtm_norm_cfg: dict = dict(type='BN'),
                  window_size: Optional[int] = None,
                  ape: bool = False,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 **backbone_kwargs):
         if ape:
             raise ValueError('ape=True: LITv2 has no absolute position '
                              'embedding')
+        for name in ('norm_layer', 'dtm_norm_layer'):
+            if name in backbone_kwargs:
+                raise ValueError(f'{name}: the config gives it as '
+                                 f'{name[:-6]}_cfg')
         # LITv2Trunk.__init__ runs BaseModule.__init__ (init_cfg None) next
         # in the MRO; init_cfg is set below.
-        super().__init__(
-            embed_dim=embed_dim, depths=depths, num_heads=num_heads,
-            mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale,
-            drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
-            drop_path_rate=drop_path_rate, alpha=alpha, local_ws=local_ws,
-            has_msa=has_msa, out_indices=out_indices,
-            frozen_stages=frozen_stages, use_checkpoint=use_checkpoint,
-            patch_norm=patch_norm, in_channels=in_channels,
-            patch_size=patch_size, norm_layer=norm_layer_from_cfg(norm_cfg),
-            dtm_norm_layer=norm_layer_from_cfg(dtm_norm_cfg))
+        super().__init__(norm_layer=norm_layer_from_cfg(norm_cfg),
+                         dtm_norm_layer=norm_layer_from_cfg(dtm_norm_cfg),
+                         **backbone_kwargs)
         self.init_cfg = copy.deepcopy(init_cfg)
         if window_size is not None:
             warnings.warn(

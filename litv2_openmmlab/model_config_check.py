@@ -51,15 +51,14 @@ def read_config(path: str):
             + f': {detail.msg}' + (f': {text}' if text else '')) from None
 
 
-# LITv2's defaults, should its signature not show them (e.g. **kwargs)
-_DEFAULTS = dict(embed_dim=96, depths=(2, 2, 6, 2), out_indices=(0, 1, 2, 3))
-
-
 def _default(name):
-    param = inspect.signature(LITv2.__init__).parameters.get(name)
-    if param is None or param.default is inspect.Parameter.empty:
-        return _DEFAULTS[name]
-    return param.default
+    """The default of LITv2's argument ``name``, from the first class of its
+    MRO whose ``__init__`` names it (the architecture's are the trunk's)."""
+    for cls in LITv2.__mro__:
+        param = inspect.signature(cls.__init__).parameters.get(name)
+        if param is not None and param.default is not inspect.Parameter.empty:
+            return param.default
+    raise KeyError(f'LITv2 has no argument {name!r} with a default')
 
 
 def litv2_output_widths(backbone: dict) -> Optional[List[int]]:
