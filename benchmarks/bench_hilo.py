@@ -35,12 +35,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.flop_count import count_macs  # noqa: E402
 from benchmarks.machine import cpu_ticks, steal_share  # noqa: E402
-from litv2 import LITV2_ARCHS, LITv2, local_windows  # noqa: E402
+from litv2 import LITV2_ARCHS, local_windows  # noqa: E402
 from litv2.testing.reference import (  # noqa: E402
     DeformConv2x2,
     build_reference_backbone,
     randomize_,
 )
+from litv2_openmmlab import LITv2  # noqa: E402
 
 
 def rel_err(a, b):

@@ -13,8 +13,9 @@ GELU, channels-last stem) are in ``litv2.fast_paths``, on by default;
 ``litv2.set_fast_paths(False)`` (or ``with litv2.using_fast_paths(False):``,
 or ``LITV2_FAST_PATHS=0`` in the environment) leaves the plain ops.
 
-``litv2.LITv2``, the mmdet/mmseg backbone (an mmengine ``BaseModule``), is
-``litv2_openmmlab.LITv2``, imported on first use: it needs mmengine and mmcv.
+The mmdet/mmseg backbone (an mmengine ``BaseModule``, built on
+``LITv2Backbone``) is ``litv2_openmmlab.LITv2``: ``litv2`` imports nothing of
+OpenMMLab.
 """
 import importlib
 import importlib.util
@@ -41,11 +42,13 @@ def register_timm_models() -> bool:
 
 
 def __getattr__(name):
-    # The OpenMMLab backbone, kept importable as ``from litv2 import LITv2``
-    # without making mmengine/mmcv a dependency of ``import litv2``.
+    # litv2 imports nothing of OpenMMLab: say where the mmdet/mmseg
+    # backbone is instead of importing it
     if name == 'LITv2':
-        from litv2_openmmlab import LITv2
-        return LITv2
+        raise AttributeError(
+            "module 'litv2' has no attribute 'LITv2': the mmdet/mmseg "
+            'backbone is litv2_openmmlab.LITv2 (needs mmengine and mmcv); '
+            'the plain-PyTorch one is litv2.LITv2Backbone')
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 

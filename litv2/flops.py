@@ -23,10 +23,8 @@ op the counter has no rule for is left out. Two parts of LITv2 need help:
   ordinary convolution.
 
 The counting itself runs mmengine's analyzer, so it lives in the OpenMMLab
-adapter: ``litv2_openmmlab.flops.count_flops`` (``count_flops``,
-``flop_analyzer``, ``sdpa_flop_jit`` and ``LITV2_FLOP_HANDLES`` are still
-found here, imported from there on first use, for the tools that import
-them from this module)::
+adapter, :mod:`litv2_openmmlab.flops` (``count_flops``, ``flop_analyzer``,
+``sdpa_flop_jit``, ``LITV2_FLOP_HANDLES``)::
 
     count = count_flops(model, (inputs,))
     count.paper, count.complete, count.params, count.by_module['backbone']
@@ -34,9 +32,6 @@ them from this module)::
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Tuple
 
-# Found here, defined in litv2_openmmlab.flops (they need mmengine).
-_OPENMMLAB_NAMES = ('LITV2_FLOP_HANDLES', 'count_flops', 'flop_analyzer',
-                    'sdpa_flop_jit')
 
 def deform_conv_flops(in_channels: int, out_channels: int, kernel_size: int,
                       stride: int, height: int, width: int,
@@ -101,13 +96,3 @@ def per_stage(count: FlopCount, names: Iterable[str],
     if paper_rest or complete_rest:
         rows.append(('other', paper_rest, complete_rest))
     return rows
-
-
-def __getattr__(name):
-    # The counting functions, for the importers of this module that predate
-    # litv2_openmmlab.flops; imported on first use, so that importing
-    # litv2.flops needs no OpenMMLab.
-    if name in _OPENMMLAB_NAMES:
-        from litv2_openmmlab import flops
-        return getattr(flops, name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -5,8 +5,9 @@ import warnings
 import pytest
 import torch
 
-from litv2 import LITV2_ARCHS, LITv2, local_windows
+from litv2 import LITV2_ARCHS, local_windows
 from litv2.paper_figures import CLASSIFIERS
+from litv2_openmmlab import LITv2
 from tests.utils import TINY_ARCH, rel_err, tiny_kwargs
 
 

@@ -3,9 +3,10 @@ key."""
 import pytest
 import torch
 
-from litv2 import LITV2_ARCHS, LITv2, local_windows
+from litv2 import LITV2_ARCHS, local_windows
 from litv2.checkpoint import CheckpointMismatchError
 from litv2.testing.reference import build_reference_backbone, randomize_
+from litv2_openmmlab import LITv2
 from tests.utils import tiny_kwargs
 
 

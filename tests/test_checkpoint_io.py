@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 
-from litv2 import LITv2
+from litv2_openmmlab import LITv2
 from litv2_openmmlab.checkpoint import (
     CorruptCheckpointError,
     UnsafeCheckpointError,

@@ -9,14 +9,9 @@ import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
 from litv2 import DeformableTokenMerging, HiLo, hilo_flops
-from litv2.flops import (
-    FlopCount,
-    count_flops,
-    deform_conv_flops,
-    flop_analyzer,
-    per_stage,
-)
+from litv2.flops import FlopCount, deform_conv_flops, per_stage
 from litv2.paper_figures import PAPER_TABLES
+from litv2_openmmlab.flops import count_flops, flop_analyzer
 from tests.tiny_data import CONFIGS
 from tools import get_flops as get_flops_tool
 

@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from litv2 import LITv2
+from litv2_openmmlab import LITv2
 from tests.tiny_data import CONFIGS
 from tests.utils import tiny_kwargs
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from litv2 import LITV2_ARCHS, LITv2, local_windows
+from litv2 import LITV2_ARCHS, local_windows
 from litv2.dtm import DeformConv2dWithBias, deformable_sampling_grid
 from litv2.hilo import HiLo
 from litv2.testing.amp_accuracy import (
@@ -23,6 +23,7 @@ from litv2.testing.amp_accuracy import (
     mean_relative_error,
     trained_like_backbone,
 )
+from litv2_openmmlab import LITv2
 
 FP16_MAX = torch.finfo(torch.float16).max
 

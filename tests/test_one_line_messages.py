@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from litv2 import LITv2
+from litv2_openmmlab import LITv2
 from tests.tiny_data import CONFIGS, REPO
 from tests.utils import tiny_kwargs
 from tools import infer

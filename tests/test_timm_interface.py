@@ -281,13 +281,13 @@ def test_timm_models_need_only_torch_and_timm():
         print(sorted(timm.list_models('litv2*')))
         try:
             litv2.LITv2
-        except ImportError as err:
-            print('backbone needs OpenMMLab:', type(err).__name__)
+        except AttributeError as err:
+            print('litv2_openmmlab.LITv2' in str(err))
     ''')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, check=True).stdout.splitlines()
     assert out == [str(S_WIDTHS), str(sorted(CLASSIFIERS)),
-                   'backbone needs OpenMMLab: ModuleNotFoundError']
+                   'True']
 
 
 def test_model_core_needs_only_torch():
@@ -324,13 +324,11 @@ def test_import_litv2_does_nothing_else():
         print(sorted(m for m in ('mmcv', 'mmengine', 'mmdet', 'mmseg',
                                  'litv2_openmmlab')
                      if m in sys.modules))
-        from litv2 import LITv2
-        import litv2_openmmlab
-        print(LITv2 is litv2_openmmlab.LITv2)
+        print(hasattr(litv2, 'LITv2'))
     ''')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, check=True).stdout.splitlines()
-    assert out == ['[]', 'True']
+    assert out == ['[]', 'False']
 
 
 def test_paper_arch_classifier_builds_from_archs():

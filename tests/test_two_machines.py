@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from litv2 import LITv2
+from litv2_openmmlab import LITv2
 from litv2_openmmlab.checkpoint import load_from_file_weights_only
 from tests.test_resume import assert_bit_equal, config
 from tests.tiny_data import REPO, make_ade

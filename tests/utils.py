@@ -1,8 +1,9 @@
 """Shared helpers for the tests."""
 import torch
 
-from litv2 import LITV2_ARCHS, LITv2, local_windows
+from litv2 import LITV2_ARCHS, local_windows
 from litv2.testing.reference import build_reference_backbone, randomize_
+from litv2_openmmlab import LITv2
 
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:

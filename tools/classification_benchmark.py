@@ -92,7 +92,7 @@ def timed_forwards(model, x, runs, warmup, amp):
 
 
 def gflops(name):
-    from litv2.flops import count_flops
+    from litv2_openmmlab.flops import count_flops
     model, size = build(name, 'cpu')
     with torch.no_grad():
         count = count_flops(model.eval(), (torch.zeros(1, *size), ))

@@ -14,7 +14,8 @@ from pathlib import Path
 import mmcv
 import torch
 
-from litv2 import LITV2_ARCHS, LITv2, local_windows
+from litv2 import LITV2_ARCHS, local_windows
+from litv2_openmmlab import LITv2
 
 DEFAULT_IMAGE = Path(__file__).resolve().parent.parent / 'demo' / 'demo.png'
 # ImageNet statistics, RGB order, as the configs' data preprocessors use.

@@ -24,13 +24,14 @@ import torch
 from mmengine.analysis import parameter_count
 from mmengine.config import DictAction
 
-from litv2.flops import backbone_stages, count_flops, per_stage
+from litv2.flops import backbone_stages, per_stage
 from litv2_openmmlab.apis import (
     PAPER_SHAPES,
     build_inference_model,
     load_config,
     synthetic_batch,
 )
+from litv2_openmmlab.flops import count_flops
 from litv2_openmmlab.model_config_check import ModelConfigError
 
 
