@@ -10,9 +10,10 @@ Backbone: the paper's LITv2-S/M/B with weights as a trained model has them
 (litv2/testing/amp_accuracy.py), batch 1, eval, no grad; fp32 and bf16 autocast
 alternate in one process and the median of the repeats is reported, with the
 per-stage mean relative error of bf16 (and fp16) autocast against fp32 (the
-quantity tests/test_mixed_precision.py bounds). fp16 is timed nowhere on a
-CPU: CPUs have no fp16 arithmetic to speak of. Whole detector: tools/fps.py
-on ``--config`` with random weights, ``fp32`` and ``--amp bf16`` alternating.
+quantity tests/model/test_mixed_precision.py bounds). fp16 is timed nowhere
+on a CPU: CPUs have no fp16 arithmetic to speak of. Whole detector:
+tools/fps.py on ``--config`` with random weights, ``fp32`` and ``--amp bf16``
+alternating.
 On a CPU without bf16 arithmetic (no AVX512-BF16 / AMX) the bf16 columns are
 left out: torch would emulate it.
 """

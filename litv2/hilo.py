@@ -104,7 +104,7 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """
     if q.dtype == torch.float16:
         # SDPA_MAX_CUDA_BATCH, written out: TorchScript reads no global
-        # ints (tests/test_hilo.py checks the two agree)
+        # ints (tests/model/test_hilo.py checks the two agree)
         max_cuda_batch = 65535
         if q.is_cuda and q.shape[0] > max_cuda_batch:
             # CUDA's fused kernels put the batch on a grid axis of at most

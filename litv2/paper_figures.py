@@ -4,7 +4,7 @@ place of the project that holds them.
 Sources: the paper's README and the reference's ``classification/``,
 ``detection/`` and ``segmentation/`` READMEs (github.com/ziplab/LITv2,
 releases v1.0). Figures are as published (rounded as there). Readers:
-``configs/metafile.yml`` (checked by ``tests/test_metafile.py``),
+``configs/metafile.yml`` (checked by ``tests/openmmlab/test_metafile.py``),
 ``benchmarks/bench_configs.py``, and the tests that compare the project's
 models with the paper (parameter counts, FLOPs).
 

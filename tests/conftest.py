@@ -8,6 +8,10 @@ import torch
 def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'cuda: needs a CUDA GPU (skipped where torch sees none)')
+    config.addinivalue_line(
+        'markers', 'slow: an end-to-end run (training, several processes, '
+        'whole tools) of more than ~10 s on 2 cores; `make test-fast` '
+        'leaves these out')
 
 
 def pytest_collection_modifyitems(config, items):

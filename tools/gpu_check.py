@@ -13,7 +13,7 @@ Parts, in this order (each written to ``DIR/gpu_check.md`` and
 and the next one runs; parts that would pass ``--deadline`` are left out
 and named):
 
-* ``tests``: ``pytest tests/test_cuda.py`` (fp32 parity with the reference
+* ``tests``: ``pytest tests/gpu/test_cuda.py`` (fp32 parity with the reference
   algorithm, autocast errors, AMP training step, checkpointing, SDPA batch
   limit, deterministic mode, DDP) and the tool tests that must not assume
   a CPU, with the errors each test measured;
@@ -98,8 +98,8 @@ PARTS = ('tests', 'cls', 'detector', 'attention', 'profile', 'compile',
 COMPILE_BUDGET_S = 240
 # Test files whose tests must hold on a GPU machine too (they ask for the
 # CPU explicitly where they measure it).
-GPU_SAFE_TESTS = ['tests/test_fps.py', 'tests/test_gpu_kit.py',
-                  'tests/test_classification_benchmark.py']
+GPU_SAFE_TESTS = ['tests/tools/test_fps.py', 'tests/tools/test_gpu_kit.py',
+                  'tests/timm/test_classification_benchmark.py']
 
 
 class Report:
@@ -140,7 +140,7 @@ def fmt(value, spec='.0f'):
 def part_tests(ctx, report):
     xml = ctx.out / 'cuda_tests.xml'
     cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-           '-o', 'addopts=', '--timeout=150', 'tests/test_cuda.py',
+           '-o', 'addopts=', '--timeout=150', 'tests/gpu/test_cuda.py',
            *([] if ctx.smoke else GPU_SAFE_TESTS), f'--junitxml={xml}']
     start = time.time()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
@@ -276,7 +276,7 @@ def compile_detectors(ctx, report, part_start):
     if ctx.smoke:
         report.add('Compiled detectors (tools/fps.py --compile)',
                    'Not run in smoke mode (inductor\'s build takes minutes '
-                   'on a CPU; tests/test_fps.py covers the option).')
+                   'on a CPU; tests/tools/test_fps.py covers the option).')
         return
     rows, left_out = [], []
     with tempfile.TemporaryDirectory() as tmp:

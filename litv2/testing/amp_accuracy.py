@@ -1,7 +1,7 @@
 """How far a LITv2 backbone under autocast is from the same model in fp32.
 
-Shared by the mixed-precision tests (tests/test_mixed_precision.py) and the
-mixed-precision benchmark (benchmarks/bench_amp.py), so that the README's
+Shared by the mixed-precision tests (tests/model/test_mixed_precision.py) and
+the mixed-precision benchmark (benchmarks/bench_amp.py), so that the README's
 error figures and the tested bounds are the same quantity.
 """
 from typing import List

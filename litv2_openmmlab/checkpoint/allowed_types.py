@@ -30,7 +30,7 @@ checkpoint holds beyond what torch allows by default:
   statistics methods registered on ``HistoryBuffer``.
 
 The list was found by saving real runner checkpoints (mmdet RetinaNet /
-Mask R-CNN and mmseg Semantic FPN, see tests/test_tools.py) and reading
+Mask R-CNN and mmseg Semantic FPN, see tests/tools/test_tools.py) and reading
 ``torch.serialization.get_unsafe_globals_in_checkpoint`` / the
 ``UnpicklingError`` messages.
 """

@@ -165,8 +165,9 @@ def _refuse_unknown_scheme(filename, map_location=None):
 
 
 # Every prefix that mmengine 0.10.7's CheckpointLoader registers, with the
-# loader that reads it as data (tests/test_checkpoint_schemes.py compares
-# this with mmengine's own registrations).
+# loader that reads it as data
+# (tests/checkpoints/test_checkpoint_schemes.py compares this with
+# mmengine's own registrations).
 SCHEME_LOADERS = {
     '': load_from_file_weights_only,
     'http://': load_from_url_weights_only,
