@@ -14,22 +14,6 @@ def _die():
 
 
 @HOOKS.register_module()
-class KillAtIterHook(Hook):
-    """SIGKILL this process once iteration ``at`` (1-based) is done and any
-    checkpoint of it is written (runs after CheckpointHook)."""
-
-    priority = 'LOWEST'
-
-    def __init__(self, at: int):
-        self.at = at
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
-        if runner.iter + 1 == self.at:
-            _die()
-
-
-@HOOKS.register_module()
 class KillDuringSaveHook(Hook):
     """SIGKILL this process while the checkpoint of iteration ``at`` is
     saved: its bytes are in the temporary file, the rename is not done."""

@@ -4,20 +4,19 @@ tools, on CPU, on a freshly made toy data set:
 * a short RetinaNet training learns: its box AP on the toy validation split is
   far above that of the same model untrained (both evaluated by
   tools/test.py);
-* tools/dist_train.sh with 2 processes (gloo) trains a few iterations and
-  tools/test.py evaluates the checkpoint it wrote;
 * the Semantic FPN config trains a few iterations (its loss falls) and
   tools/test.py prints mIoU.
 
 The tools run as subprocesses with the test's temporary folder as working
-directory, where the configs' relative ``data/toy`` is made.
+directory, where the configs' relative ``data/toy`` is made. Several
+processes: tests/tools/test_tools.py (dist_train.sh / dist_test.sh) and
+tests/training/test_two_machines.py (two nodes).
 """
 import glob
 import json
 import os
 import os.path as osp
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -138,56 +137,6 @@ def test_short_detector_training_learns(workspace, tmp_path):
     assert untrained['coco/bbox_mAP_50'] < 0.05
     assert learned['coco/bbox_mAP_50'] > 0.1
     assert learned['coco/bbox_mAP_50'] > 3 * untrained['coco/bbox_mAP_50']
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_dist_train_with_two_processes_then_test(workspace, tmp_path):
-    work_dir = tmp_path / 'dist'
-    # 16 images: 8 per process, 2 iterations of 4 each
-    options = [
-        'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-        'default_hooks.checkpoint.interval=1',
-        'train_dataloader.batch_size=4', 'train_dataloader.dataset.indices=16',
-        'val_dataloader.dataset.indices=4', 'default_hooks.logger.interval=1',
-        # all boxes, even the untrained model's low scores: COCO AP is
-        # computed, not skipped for want of detections
-        'model.test_cfg.score_thr=0.0'
-    ]
-    # CPU processes (gloo) on a GPU machine too: NCCL would need 2 GPUs
-    env = dict(os.environ, PORT=str(free_port()), OMP_WAIT_POLICY='PASSIVE',
-               CUDA_VISIBLE_DEVICES='')
-    # the torchrun of this environment, whatever is on PATH
-    torchrun = Path(sys.executable).with_name('torchrun')
-    if torchrun.is_file():
-        env['TORCHRUN'] = str(torchrun)
-    proc = subprocess.run([
-        'bash', REPO / 'tools' / 'dist_train.sh', RETINANET, '2',
-        '--work-dir', work_dir, '--cfg-options', *options
-    ], cwd=workspace, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    log = '\n'.join(
-        Path(p).read_text() for p in glob.glob(str(work_dir / '*' / '*.log')))
-    assert 'Distributed training: True' in log
-    assert re.search(r'GPU number: 2\b', log), 'not a 2-process run'
-    # 2 iterations per process, logged by rank 0
-    assert 'Epoch(train) [1][2/2]' in log
-    # the validation at the end of the epoch, its results gathered from both
-    assert re.search(r'Epoch\(val\) \[1\]\[1/1\].*coco/bbox_mAP: ', log)
-    checkpoint = last_checkpoint(work_dir)
-    assert checkpoint.name == 'epoch_1.pth'
-
-    out, metrics = evaluate(RETINANET, checkpoint, tmp_path / 'test',
-                            workspace, 'test_dataloader.dataset.indices=4',
-                            'model.test_cfg.score_thr=0.0')
-    assert 'coco/bbox_mAP' in out
-    assert 0.0 <= metrics['coco/bbox_mAP'] <= 1.0
 
 
 @pytest.mark.slow

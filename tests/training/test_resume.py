@@ -1,10 +1,10 @@
 """Interruption loses nothing: a training killed (SIGKILL) between two
 checkpoints, or while writing one, resumes with ``--resume`` from the last
 complete checkpoint and ends with the very weights, to the bit, of an
-uninterrupted run (``randomness=dict(seed=0, deterministic=True)``), with one
-process and with two (tools/dist_train.sh, gloo on the CPU)."""
+uninterrupted run (``randomness=dict(seed=0, deterministic=True)``). With
+two processes: tests/training/test_two_machines.py (a node killed between
+checkpoints, both resumed, the weights to the bit)."""
 import os
-import socket
 import subprocess
 import sys
 
@@ -40,23 +40,11 @@ def _env(**extra):
                 **extra)
 
 
-def train(cfg, work_dir, *args, processes=1):
-    if processes == 1:
-        cmd = [sys.executable, str(REPO / 'tools' / 'train.py')]
-        env = _env()
-    else:
-        with socket.socket() as s:
-            s.bind(('127.0.0.1', 0))
-            port = s.getsockname()[1]
-        cmd = ['bash', str(REPO / 'tools' / 'dist_train.sh')]
-        # CPU processes (gloo) on a GPU machine too: NCCL needs 2 GPUs
-        env = _env(PORT=str(port), TORCHRUN=os.path.join(
-            os.path.dirname(sys.executable), 'torchrun'),
-            CUDA_VISIBLE_DEVICES='')
-    cmd += ([str(cfg)] if processes == 1 else [str(cfg), str(processes)])
-    return subprocess.run(cmd + ['--work-dir', str(work_dir), *args],
-                          env=env, capture_output=True, text=True,
-                          timeout=400)
+def train(cfg, work_dir, *args):
+    return subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'train.py'), str(cfg),
+         '--work-dir', str(work_dir), *args], env=_env(), capture_output=True,
+        text=True, timeout=400)
 
 
 def weights(path):
@@ -96,25 +84,3 @@ def test_kill_while_saving_then_resume_is_exact(tmp_path):
     assert not list(work.glob('.*.tmp'))
     assert_bit_equal(weights(work / 'iter_6.pth'),
                      weights(tmp_path / 'full' / 'iter_6.pth'))
-
-
-@pytest.mark.slow
-def test_two_processes_killed_between_checkpoints_resume_exactly(tmp_path):
-    data = make_ade(tmp_path / 'ade', num_images=4)
-    cfg = config(tmp_path / 'fpn.py', data, iters=4)
-    ok(train(cfg, tmp_path / 'full', processes=2))
-
-    work = tmp_path / 'killed'
-    killed = train(config(tmp_path / 'kill.py', data, iters=4,
-                          hooks=[dict(type='KillAtIterHook', at=3)]),
-                   work, processes=2)
-    assert killed.returncode != 0
-    assert (work / 'last_checkpoint').read_text() == str(work / 'iter_2.pth')
-    assert not (work / 'iter_4.pth').exists()
-    assert len(weights(work / 'iter_2.pth')) > 0
-    assert len(load_from_file_weights_only(
-        work / 'iter_2.pth')['rng_states']) == 2  # one per process
-
-    ok(train(cfg, work, '--resume', processes=2))
-    assert_bit_equal(weights(work / 'iter_4.pth'),
-                     weights(tmp_path / 'full' / 'iter_4.pth'))
