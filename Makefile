@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.env-stamp
 ENV_INPUTS := tools/setup_env.sh pyproject.toml $(wildcard requirements/*.txt)
 
-.PHONY: env lint demo demo-backbone test test-fast bench-hilo bench-detector bench bench-cls \
+.PHONY: env lint demo demo-backbone test test-heavy test-fast bench-hilo bench-detector bench bench-cls \
 	bench-amp bench-peers clean-env gpu-kit slurm-check
 
 env: $(STAMP)
@@ -24,16 +24,23 @@ demo: $(STAMP)
 demo-backbone: $(STAMP)
 	$(PY) tools/demo_backbone.py
 
-# The whole suite (what CI runs); the GPU tests (tests/gpu/) are skipped, with
-# the reason, on a machine without CUDA. docs/tests.md: the folders and the
-# tiers.
+# The suite but its heavy tier (~10 min on 2 cores); the GPU tests
+# (tests/gpu/) are skipped, with the reason, on a machine without CUDA.
+# docs/tests.md: the folders and the tiers.
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not heavy" tests
 
-# The fast tier, for development: every test but those marked `slow` (training
-# runs, several processes, whole tools, the large mixed-precision checks).
+# The heavy tier (marker `heavy`: several training processes, nodes and
+# Slurm tasks, kill-and-resume, the quickstart trainings that must learn);
+# CI (.ci/run) runs it after `make test`.
+test-heavy: $(STAMP)
+	$(PY) -m pytest -q -m heavy tests
+
+# The fast tier, for development: every test but those marked `slow` or
+# `heavy` (training runs, several processes, whole tools, the large
+# mixed-precision checks).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow and not heavy" tests
 
 # ruff (pycodestyle, pyflakes, import order; pyproject.toml [tool.ruff]).
 lint: $(STAMP)

@@ -12,6 +12,10 @@ def pytest_configure(config):
         'markers', 'slow: an end-to-end run (training, several processes, '
         'whole tools) of more than ~10 s on 2 cores; `make test-fast` '
         'leaves these out')
+    config.addinivalue_line(
+        'markers', 'heavy: a run of several training processes or many '
+        'iterations (20-70 s on 2 cores); `make test` and `make test-fast` '
+        'leave these out, `make test-heavy` runs them (CI runs both)')
 
 
 def pytest_collection_modifyitems(config, items):
@@ -46,3 +50,26 @@ def toy_cwd(tmp_path_factory):
                  det_splits=(('train', 3), ('val', 2)),
                  seg_splits=(('training', 2), ('validation', 2)))
     return root
+
+
+@pytest.fixture(autouse=True, scope='session')
+def cached_package_metafiles():
+    """mmengine resolves each ``mmdet::`` / ``mmseg::`` base of a config by
+    first reading every metafile of the package (~100 YAML files, 0.3 s),
+    for every base of every ``Config.fromfile``. The files do not change
+    during a test run: read each once (only in this process, and only for
+    the config resolver: the configs resolve to the same dicts)."""
+    import functools
+
+    from mmengine.config import utils
+    original = utils.load
+    cached = functools.lru_cache(None)(original)
+
+    def load(path, *args, **kwargs):
+        if not args and not kwargs and str(path).endswith('.yml'):
+            return cached(path)
+        return original(path, *args, **kwargs)
+
+    utils.load = load
+    yield
+    utils.load = original

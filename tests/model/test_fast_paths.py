@@ -35,12 +35,21 @@ def _run(code, value):
                           capture_output=True, text=True)
 
 
-@pytest.mark.parametrize('value,expected', [(None, 'True'), ('1', 'True'),
-                                            ('0', 'False'), (' 0 ', 'False')])
-def test_environment_sets_the_start(value, expected):
-    out = _run('import litv2; print(litv2.use_fast_paths())', value)
+@pytest.mark.parametrize('value,expected', [(None, True), ('1', True),
+                                            ('0', False), (' 0 ', False)])
+def test_environment_value_is_read(value, expected, monkeypatch):
+    if value is None:
+        monkeypatch.delenv('LITV2_FAST_PATHS', raising=False)
+    else:
+        monkeypatch.setenv('LITV2_FAST_PATHS', value)
+    assert fast_paths._from_environment() is expected
+
+
+def test_environment_sets_the_start():
+    """Read once, when litv2 is imported (a fresh interpreter)."""
+    out = _run('import litv2; print(litv2.use_fast_paths())', '0')
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == [expected]
+    assert out.stdout.split() == ['False']
 
 
 def test_environment_value_refused_naming_the_variable():

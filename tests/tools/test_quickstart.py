@@ -105,7 +105,7 @@ def untrained_checkpoint(cfg_path: Path, path: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_short_detector_training_learns(workspace, tmp_path):
     # 3 of the recipe's 8 epochs (114 iterations of 8 images), the last one
     # at a tenth of the rate as in the full schedule
@@ -139,7 +139,7 @@ def test_short_detector_training_learns(workspace, tmp_path):
     assert learned['coco/bbox_mAP_50'] > 3 * untrained['coco/bbox_mAP_50']
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_semantic_fpn_trains_and_tests_with_miou(workspace, tmp_path):
     iters = 20
     out = train(

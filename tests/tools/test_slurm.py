@@ -90,7 +90,7 @@ def test_srun_gets_mmdets_interface(slurm_env):
     assert usage.returncode == 2 and 'usage:' in usage.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_two_cpu_tasks_train_and_test(slurm_env, tmp_path):
     log, env = slurm_env
     cfg = tiny_seg_config(tmp_path / 'fpn.py', 'semantic_fpn_litv2_s_ade20k',

@@ -247,7 +247,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @NO_GPU
 def test_dist_train_and_test_two_processes_without_gpu(tmp_path):
     cfg = tiny_seg_config(tmp_path / 'fpn.py', 'semantic_fpn_litv2_s_ade20k',

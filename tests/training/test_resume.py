@@ -62,7 +62,7 @@ def ok(run):
     return run
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_kill_while_saving_then_resume_is_exact(tmp_path):
     data = make_ade(tmp_path / 'ade', num_images=4)
     ok(train(config(tmp_path / 'fpn.py', data), tmp_path / 'full'))

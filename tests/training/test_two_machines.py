@@ -140,7 +140,7 @@ def two_node_run(tmp_path_factory):
     return root, data, cfg, codes, outputs
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @NO_GPU
 def test_two_nodes_train_then_test(two_node_run):
     root, _, cfg, codes, outputs = two_node_run
@@ -195,7 +195,7 @@ def _kill_node_1_and_wait(nodes, marker, work):
         work / 'iter_2.pth')['rng_states']) == 2
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @NO_GPU
 def test_killed_node_stops_the_other_then_both_resume(two_node_run):
     root, data, cfg, codes, _ = two_node_run
@@ -221,7 +221,7 @@ def test_killed_node_stops_the_other_then_both_resume(two_node_run):
                      weights(root / 'full' / 'iter_4.pth'))
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @NO_GPU
 def test_silent_node_stops_the_other_after_the_timeout(two_node_run):
     """A node that stops answering but keeps its connections open (hung,
