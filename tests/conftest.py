@@ -14,7 +14,8 @@ def pytest_configure(config):
         'leaves these out')
     config.addinivalue_line(
         'markers', 'heavy: a run of several training processes or many '
-        'iterations (20-70 s on 2 cores); `make test` and `make test-fast` '
+        'iterations (8 tests, 246 s in all on 2 cores); `make test` and '
+        '`make test-fast` '
         'leave these out, `make test-heavy` runs them (CI runs both)')
 
 
