@@ -31,7 +31,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from benchmarks.bench_detector import random_checkpoint  # noqa: E402
-from benchmarks.machine import cpu_name, cpu_ticks, steal_share  # noqa
+from benchmarks.machine import (  # noqa: E402
+    cpu_description,
+    cpu_ticks,
+    steal_share,
+)
 from litv2.testing.amp_accuracy import (  # noqa: E402
     autocast_stage_errors,
     trained_like_backbone,
@@ -87,7 +91,8 @@ def main():
         torch.set_num_threads(args.threads)
     bf16, found = cpu_bf16_support()
     h, w = args.shape
-    lines = [f'{cpu_name()}, {torch.get_num_threads()} threads, torch '
+    lines = [f'{cpu_description()}, {torch.get_num_threads()} threads, '
+             'torch '
              f'{torch.__version__}; bf16 arithmetic: '
              f'{"yes" if bf16 else "no"} ({found})', '',
              f'Backbone, 1x3x{h}x{w}, window {args.window}, trained-like '

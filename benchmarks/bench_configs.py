@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from benchmarks.machine import cpu_name  # noqa: E402
+from benchmarks.machine import cpu_description  # noqa: E402
 from litv2.paper_figures import PAPER_TABLES  # noqa: E402
 from litv2_openmmlab.apis import PAPER_SHAPES  # noqa: E402
 
@@ -92,7 +92,7 @@ def write_table(args, flops, fps, load_before, start):
 # Params, FLOPs and CPU FPS of the paper's configs
 
 `make bench` (`benchmarks/bench_configs.py`), {datetime.date.today()}:
-{cpu_name()}, {os.cpu_count()} CPU cores, no GPU, torch {_torch()} with \
+{cpu_description()}, {os.cpu_count()} CPU cores, no GPU, torch {_torch()} with \
 {threads} threads, fp32, random weights. Load average (1 min) \
 {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end \
 ({minutes:.0f} min; above the thread count means other jobs shared the \
